@@ -1,0 +1,407 @@
+//! The event bus: subscribe by pattern, publish with a priority, drain in order.
+//!
+//! Publishing only queues; [`EventBus::drain`] dispatches. For each dequeued
+//! event, most urgent first and FIFO within a priority:
+//!
+//! 1. an event whose TTL has run out is dropped (counted, reported to the drop hook);
+//! 2. the router gives the matching subscriptions in subscription order;
+//! 3. each subscription's breaker (if any) admits or skips the call: skipped
+//!    calls are counted and reported, events at or above the bypass priority
+//!    (default 8) are never skipped;
+//! 4. the handler runs; an `Err` counts against that subscription's breaker and
+//!    goes to the error hook, and dispatch continues with the next handler;
+//! 5. a `once` subscription is removed after its first call.
+//!
+//! The queue is bounded; see [`queue`](crate::queue) for the overflow policy.
+//! Every lost event is counted in [`BusMetrics`] and handed to the drop hook.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::fmt;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::{BreakerConfig, CircuitBreaker, Transition};
+use crate::clock::Clock;
+use crate::error::{BusError, QueueFull};
+use crate::metrics::BusMetrics;
+use crate::priority::Priority;
+use crate::queue::{PriorityQueue, Pushed};
+use crate::router::{Router, SubscriptionId, DEFAULT_ROUTE_CACHE};
+use crate::topic::validate_topic;
+
+/// Identifies one published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub u64);
+
+/// An event as handlers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<P> {
+    /// Unique within the bus that assigned it.
+    pub id: EventId,
+    /// The concrete topic it was published on.
+    pub topic: Arc<str>,
+    /// Its priority.
+    pub priority: Priority,
+    /// Clock reading at publish, in milliseconds.
+    pub timestamp_ms: u64,
+    /// Dropped if not dispatched within this many milliseconds of `timestamp_ms`.
+    pub ttl_ms: Option<u64>,
+    /// The application data.
+    pub payload: P,
+}
+
+/// The error a handler returns; its message reaches the error hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError(pub String);
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl core::error::Error for HandlerError {}
+
+impl From<&str> for HandlerError {
+    fn from(message: &str) -> Self {
+        Self(message.into())
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+/// A subscription's callback.
+pub type Handler<P> = Box<dyn FnMut(&Event<P>) -> Result<(), HandlerError>>;
+
+/// Why an accepted event was not delivered (to a subscription or at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Evicted from the full queue by a more urgent event.
+    Evicted,
+    /// Its TTL ran out before dispatch.
+    Expired,
+    /// This subscription's breaker was open and the event was below the bypass level.
+    CircuitOpen(SubscriptionId),
+}
+
+/// Bus settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BusConfig {
+    /// Most events waiting for dispatch (default 65 536).
+    pub capacity: usize,
+    /// Breaker given to each subscription (`None`: subscriptions have no breaker).
+    pub breaker: Option<BreakerConfig>,
+    /// Topics remembered by the route cache (default 1 024; 0 turns it off).
+    pub route_cache: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self { capacity: 65_536, breaker: Some(BreakerConfig::default()), route_cache: DEFAULT_ROUTE_CACHE }
+    }
+}
+
+/// Options of one subscription.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Remove the subscription after its first handler call.
+    pub once: bool,
+    /// A breaker for this subscription instead of the bus default.
+    pub breaker: Option<BreakerConfig>,
+}
+
+/// Options of one publish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Priority (default 5).
+    pub priority: Priority,
+    /// Time to live in milliseconds.
+    pub ttl_ms: Option<u64>,
+}
+
+impl From<Priority> for PublishOptions {
+    fn from(priority: Priority) -> Self {
+        Self { priority, ttl_ms: None }
+    }
+}
+
+/// What one [`EventBus::drain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Events taken off the queue.
+    pub events: usize,
+    /// Handler calls made.
+    pub calls: usize,
+}
+
+struct Subscription<P> {
+    handler: Handler<P>,
+    once: bool,
+    breaker: Option<CircuitBreaker>,
+}
+
+type DropHook<P> = Box<dyn FnMut(&Event<P>, DropReason)>;
+type ErrorHook<P> = Box<dyn FnMut(SubscriptionId, &Event<P>, &HandlerError)>;
+type TransitionHook = Box<dyn FnMut(SubscriptionId, Transition)>;
+
+/// A priority event bus with pattern subscriptions and per-subscription breakers.
+///
+/// # Examples
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// use swarmbus_core::{EventBus, BusConfig, ManualClock, Priority};
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// let mut bus = EventBus::new(BusConfig::default(), ManualClock::new(0));
+/// let log = seen.clone();
+/// bus.subscribe("swarm.*.phase", move |e| { log.borrow_mut().push(e.payload); Ok(()) })?;
+/// bus.publish("swarm.alpha.phase", 1, Priority::NORMAL)?;
+/// bus.publish("swarm.alpha.phase", 2, Priority::PHASE_TRANSITION)?;
+/// bus.drain(usize::MAX);
+/// assert_eq!(*seen.borrow(), [2, 1]); // most urgent first
+/// # Ok::<(), swarmbus_core::BusError>(())
+/// ```
+pub struct EventBus<P, C> {
+    config: BusConfig,
+    clock: C,
+    router: Router,
+    queue: PriorityQueue<Event<P>>,
+    subscriptions: HashMap<SubscriptionId, Subscription<P>>,
+    next_event: u64,
+    metrics: BusMetrics,
+    on_drop: Option<DropHook<P>>,
+    on_error: Option<ErrorHook<P>>,
+    on_transition: Option<TransitionHook>,
+}
+
+impl<P, C: Clock> EventBus<P, C> {
+    /// An empty bus reading time from `clock`.
+    pub fn new(config: BusConfig, clock: C) -> Self {
+        Self {
+            config,
+            clock,
+            router: Router::with_cache_capacity(config.route_cache),
+            queue: PriorityQueue::new(config.capacity),
+            subscriptions: HashMap::new(),
+            next_event: 1,
+            metrics: BusMetrics::default(),
+            on_drop: None,
+            on_error: None,
+            on_transition: None,
+        }
+    }
+
+    /// Subscribes `handler` to `pattern` with default options.
+    pub fn subscribe(
+        &mut self,
+        pattern: &str,
+        handler: impl FnMut(&Event<P>) -> Result<(), HandlerError> + 'static,
+    ) -> Result<SubscriptionId, BusError> {
+        self.subscribe_with(pattern, SubscribeOptions::default(), handler)
+    }
+
+    /// Subscribes `handler` to `pattern` with `options`.
+    pub fn subscribe_with(
+        &mut self,
+        pattern: &str,
+        options: SubscribeOptions,
+        handler: impl FnMut(&Event<P>) -> Result<(), HandlerError> + 'static,
+    ) -> Result<SubscriptionId, BusError> {
+        let id = self.router.subscribe(pattern).map_err(BusError::InvalidPattern)?;
+        let breaker = options.breaker.or(self.config.breaker).map(CircuitBreaker::new);
+        self.subscriptions
+            .insert(id, Subscription { handler: Box::new(handler), once: options.once, breaker });
+        Ok(id)
+    }
+
+    /// Removes a subscription; false if it does not exist.
+    pub fn unsubscribe(&mut self, id: SubscriptionId) -> bool {
+        self.subscriptions.remove(&id);
+        self.router.unsubscribe(id)
+    }
+
+    /// Queues an event on `topic`; `options` is a [`Priority`] or [`PublishOptions`].
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: P,
+        options: impl Into<PublishOptions>,
+    ) -> Result<EventId, BusError> {
+        validate_topic(topic).map_err(BusError::InvalidTopic)?;
+        let options = options.into();
+        let id = EventId(self.next_event);
+        let event = Event {
+            id,
+            topic: Arc::from(topic),
+            priority: options.priority,
+            timestamp_ms: self.clock.now_ms(),
+            ttl_ms: options.ttl_ms,
+            payload,
+        };
+        self.enqueue(event)
+    }
+
+    /// Queues an event built elsewhere (e.g. decoded from an envelope) with its
+    /// own id and timestamp. The topic is validated again.
+    pub fn publish_event(&mut self, event: Event<P>) -> Result<EventId, BusError> {
+        validate_topic(&event.topic).map_err(BusError::InvalidTopic)?;
+        self.enqueue(event)
+    }
+
+    fn enqueue(&mut self, event: Event<P>) -> Result<EventId, BusError> {
+        let id = event.id;
+        let priority = event.priority;
+        match self.queue.push(priority, event) {
+            Ok(pushed) => {
+                self.next_event = self.next_event.max(id.0 + 1);
+                self.metrics.published[priority.index()] += 1;
+                if let Pushed::Evicted(victim, level) = pushed {
+                    self.metrics.evicted[level.index()] += 1;
+                    if let Some(hook) = self.on_drop.as_mut() {
+                        hook(&victim, DropReason::Evicted);
+                    }
+                }
+                Ok(id)
+            }
+            Err(QueueFull { priority, .. }) => {
+                self.metrics.rejected[priority.index()] += 1;
+                Err(BusError::QueueFull { priority })
+            }
+        }
+    }
+
+    /// Dispatches up to `max_events` queued events; see the [module docs](self).
+    pub fn drain(&mut self, max_events: usize) -> Drained {
+        let mut done = Drained::default();
+        while done.events < max_events {
+            let Some((priority, event)) = self.queue.pop() else { break };
+            done.events += 1;
+            let p = priority.index();
+            let now = self.clock.now_ms();
+            if event.ttl_ms.is_some_and(|ttl| now > event.timestamp_ms.saturating_add(ttl)) {
+                self.metrics.expired[p] += 1;
+                if let Some(hook) = self.on_drop.as_mut() {
+                    hook(&event, DropReason::Expired);
+                }
+                continue;
+            }
+            self.metrics.dispatched[p] += 1;
+            let route = self.router.route_valid(&event.topic);
+            if route.is_empty() {
+                self.metrics.unrouted += 1;
+                continue;
+            }
+            for &sub_id in route.iter() {
+                let Some(sub) = self.subscriptions.get_mut(&sub_id) else { continue };
+                let permit = match sub.breaker.as_mut().map(|b| b.try_acquire(now, priority)) {
+                    None => None,
+                    Some(Ok(permit)) => {
+                        if let Some(t) = permit.transition {
+                            self.metrics.breaker_transitions += 1;
+                            if let Some(hook) = self.on_transition.as_mut() {
+                                hook(sub_id, t);
+                            }
+                        }
+                        Some(permit)
+                    }
+                    Some(Err(_)) => {
+                        self.metrics.skipped_open[p] += 1;
+                        if let Some(hook) = self.on_drop.as_mut() {
+                            hook(&event, DropReason::CircuitOpen(sub_id));
+                        }
+                        continue;
+                    }
+                };
+                let result = (sub.handler)(&event);
+                done.calls += 1;
+                self.metrics.delivered += 1;
+                let transition = match (&result, sub.breaker.as_mut(), permit) {
+                    (Ok(()), Some(b), Some(permit)) => b.on_success(permit, now),
+                    (Err(_), Some(b), Some(permit)) => b.on_failure(permit, now),
+                    _ => None,
+                };
+                if let Err(error) = &result {
+                    self.metrics.handler_errors += 1;
+                    if let Some(hook) = self.on_error.as_mut() {
+                        hook(sub_id, &event, error);
+                    }
+                }
+                if let Some(t) = transition {
+                    self.metrics.breaker_transitions += 1;
+                    if let Some(hook) = self.on_transition.as_mut() {
+                        hook(sub_id, t);
+                    }
+                }
+                if sub.once {
+                    self.subscriptions.remove(&sub_id);
+                    self.router.unsubscribe(sub_id);
+                }
+            }
+        }
+        done
+    }
+
+    /// Calls `hook` for every accepted event that is evicted, expires, or is
+    /// skipped by an open breaker.
+    pub fn on_drop(&mut self, hook: impl FnMut(&Event<P>, DropReason) + 'static) {
+        self.on_drop = Some(Box::new(hook));
+    }
+
+    /// Calls `hook` for every handler that returns an error.
+    pub fn on_error(&mut self, hook: impl FnMut(SubscriptionId, &Event<P>, &HandlerError) + 'static) {
+        self.on_error = Some(Box::new(hook));
+    }
+
+    /// Calls `hook` for every breaker state change.
+    pub fn on_transition(&mut self, hook: impl FnMut(SubscriptionId, Transition) + 'static) {
+        self.on_transition = Some(Box::new(hook));
+    }
+
+    /// A subscription's breaker, if it has one.
+    pub fn breaker(&self, id: SubscriptionId) -> Option<&CircuitBreaker> {
+        self.subscriptions.get(&id)?.breaker.as_ref()
+    }
+
+    /// A subscription's breaker, to force it open, disable or reset it.
+    pub fn breaker_mut(&mut self, id: SubscriptionId) -> Option<&mut CircuitBreaker> {
+        self.subscriptions.get_mut(&id)?.breaker.as_mut()
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> &BusMetrics {
+        &self.metrics
+    }
+
+    /// Events waiting for dispatch.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Events waiting for dispatch, per priority.
+    pub fn queue_depth(&self) -> [usize; Priority::LEVELS] {
+        self.queue.depth_by_priority()
+    }
+
+    /// The router, for inspection (patterns, cache statistics).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Number of live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// The clock's current reading.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}

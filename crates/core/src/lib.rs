@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+extern crate alloc;
+
+pub mod breaker;
+pub mod bus;
+pub mod clock;
+pub mod envelope;
+pub mod error;
+pub mod metrics;
+pub mod patch;
+pub mod priority;
+pub mod queue;
+pub mod router;
+pub mod store;
+pub mod topic;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Permit, StateKind, Transition};
+pub use bus::{BusConfig, Event, EventBus, EventId, HandlerError, PublishOptions, SubscribeOptions};
+#[cfg(feature = "std")]
+pub use clock::SystemClock;
+pub use clock::{Clock, ManualClock};
+pub use envelope::{Envelope, EnvelopeRef, Header};
+pub use error::{BusError, CircuitOpen, CodecError, PriorityError, QueueFull, StoreError, TopicError};
+pub use metrics::BusMetrics;
+pub use patch::{Patch, PatchOp};
+pub use priority::Priority;
+pub use queue::PriorityQueue;
+pub use router::{Route, Router, SubscriptionId};
+pub use store::{Snapshot, SnapshotId, StateStore};
