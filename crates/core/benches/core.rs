@@ -1,1 +1,186 @@
-fn main() {}
+//! Core benchmarks: `just bench-core`. Targets live in the README's table.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use serde_json::{json, Value};
+use swarmbus_core::breaker::BreakerConfig;
+use swarmbus_core::envelope::{self, Envelope, Limits};
+use swarmbus_core::topic::match_literal;
+use swarmbus_core::{BusConfig, CircuitBreaker, EventBus, Priority, PriorityQueue, Router, StateStore};
+
+const BATCH: usize = 1_000;
+
+fn bus(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bus");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (name, breaker) in [("exact_publish_dispatch", None), ("exact_publish_dispatch_with_breaker", Some(BreakerConfig::default()))] {
+        let config = BusConfig { capacity: BATCH, breaker, ..Default::default() };
+        let mut bus = EventBus::new(config, || 0u64);
+        let mut sum = 0u64;
+        let counter = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let c2 = counter.clone();
+        bus.subscribe("swarm.alpha.task.assigned", move |e| {
+            c2.set(c2.get() + e.payload);
+            Ok(())
+        })
+        .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for i in 0..BATCH as u64 {
+                    bus.publish("swarm.alpha.task.assigned", i, Priority::TASK).unwrap();
+                }
+                sum += bus.drain(usize::MAX).calls as u64;
+            })
+        });
+        black_box((sum, counter.get()));
+    }
+    group.finish();
+}
+
+fn patterns(n: usize) -> Vec<String> {
+    (0..n).map(|i| if i % 2 == 0 { format!("swarm.s{i}.*.task") } else { format!("swarm.s{i}.>") }).collect()
+}
+
+fn topics(n: usize) -> Vec<String> {
+    (0..4_096).map(|k| format!("swarm.s{}.agent{}.task", (k * 7919) % n, k % 100)).collect()
+}
+
+fn router(c: &mut Criterion) {
+    let mut group = c.benchmark_group("router");
+    for n in [10, 100, 1_000] {
+        let pats = patterns(n);
+        let tops = topics(n);
+        let mut router = Router::new();
+        pats.iter().for_each(|p| drop(router.subscribe(p).unwrap()));
+        group.throughput(Throughput::Elements(tops.len() as u64));
+        group.bench_with_input(BenchmarkId::new("trie_uncached", n), &n, |b, _| {
+            b.iter(|| {
+                let mut hits = 0usize;
+                for t in &tops {
+                    router.for_each_match(t, |_| hits += 1);
+                }
+                hits
+            })
+        });
+        let mut cached = Router::with_cache_capacity(8_192);
+        pats.iter().for_each(|p| drop(cached.subscribe(p).unwrap()));
+        group.bench_with_input(BenchmarkId::new("route_cached", n), &n, |b, _| {
+            b.iter(|| tops.iter().map(|t| cached.route(t).unwrap().len()).sum::<usize>())
+        });
+        // The peer: a loop over every pattern, as the JavaScript coordinator's RegExp router did.
+        group.bench_with_input(BenchmarkId::new("naive_scan", n), &n, |b, _| {
+            b.iter(|| tops.iter().map(|t| pats.iter().filter(|p| match_literal(p, t)).count()).sum::<usize>())
+        });
+    }
+    group.finish();
+}
+
+fn queue(c: &mut Criterion) {
+    let mut group = c.benchmark_group("queue");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let priorities: Vec<Priority> = (0..BATCH).map(|i| Priority::new(((i * 7) % 10) as u8).unwrap()).collect();
+    let mut q = PriorityQueue::new(BATCH);
+    group.bench_function("push_drain", |b| {
+        b.iter(|| {
+            for (i, p) in priorities.iter().enumerate() {
+                let _ = q.push(*p, i as u64);
+            }
+            let mut sum = 0;
+            while let Some((_, v)) = q.pop() {
+                sum += v;
+            }
+            sum
+        })
+    });
+    group.finish();
+}
+
+fn breaker(c: &mut Criterion) {
+    let mut group = c.benchmark_group("breaker");
+    group.throughput(Throughput::Elements(1));
+    let mut b = CircuitBreaker::default();
+    let mut now = 0u64;
+    group.bench_function("acquire_and_record", |bench| {
+        bench.iter(|| {
+            now += 1;
+            let permit = b.try_acquire(black_box(now), Priority::NORMAL).unwrap();
+            b.on_success(permit, now)
+        })
+    });
+    group.finish();
+}
+
+/// A store of `bytes` of JSON state, in keys of about 1 KB.
+fn store_of(bytes: usize) -> StateStore {
+    let mut store = StateStore::new();
+    let per_key = bytes.min(1_024);
+    for i in 0..(bytes / per_key).max(1) {
+        let agents: Vec<Value> =
+            (0..per_key / 64).map(|a| json!({"id": format!("agent-{a}"), "load": a, "ok": true})).collect();
+        store.set(format!("swarm-{i}"), json!({ "agents": agents }));
+    }
+    store
+}
+
+fn store(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store");
+    for (label, size) in [("1KB", 1_024), ("1MB", 1_024 * 1_024)] {
+        let mut s = store_of(size);
+        group.bench_function(BenchmarkId::new("snapshot", label), |b| b.iter(|| s.snapshot(None)));
+        // The peer: a full copy of the state, as the JavaScript coordinator's JSON snapshots were.
+        let plain = plain_json(&s);
+        group.bench_function(BenchmarkId::new("full_copy_peer", label), |b| b.iter(|| plain.clone()));
+    }
+    let s = store_of(200 * 1_024);
+    let snap = s.current();
+    let plain = plain_json(&s);
+    group.throughput(Throughput::Bytes(snap.to_json().len() as u64));
+    group.bench_function("to_msgpack_200KB", |b| b.iter(|| snap.to_msgpack()));
+    group.bench_function("to_json_200KB", |b| b.iter(|| snap.to_json()));
+    group.bench_function("json_stringify_peer_200KB", |b| b.iter(|| serde_json::to_vec(&plain).unwrap()));
+    let packed = snap.to_msgpack();
+    group.bench_function("from_msgpack_200KB", |b| b.iter(|| swarmbus_core::Snapshot::from_msgpack(&packed).unwrap()));
+    group.finish();
+}
+
+fn plain_json(store: &StateStore) -> Value {
+    Value::Object(store.keys().map(|k| (k.to_string(), store.get(k).cloned().unwrap_or(Value::Null))).collect())
+}
+
+fn codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("envelope");
+    for size in [200usize, 1_024, 8_192] {
+        let mut env = Envelope::new(42, "swarm.alpha.task.assigned", Priority::TASK, 1_764_000_000_000, vec![7; size]);
+        env.sender = Some("agent-42".into());
+        env.swarm = Some("alpha".into());
+        let bytes = env.encode().unwrap();
+        group.throughput(Throughput::Elements(1));
+        let mut buf = Vec::with_capacity(bytes.len());
+        group.bench_with_input(BenchmarkId::new("encode", size), &size, |b, _| {
+            b.iter(|| {
+                buf.clear();
+                envelope::encode_into(&env.as_ref(), &mut buf).unwrap();
+                buf.len()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("decode_ref", size), &size, |b, _| {
+            b.iter(|| envelope::decode_ref(black_box(&bytes), &Limits::default()).unwrap().payload.len())
+        });
+        group.bench_with_input(BenchmarkId::new("decode_owned", size), &size, |b, _| {
+            b.iter(|| envelope::decode(black_box(&bytes)).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("peek_header", size), &size, |b, _| {
+            b.iter(|| envelope::peek_header(black_box(&bytes)).unwrap().priority)
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = bus, router, queue, breaker, store, codec
+}
+criterion_main!(benches);

@@ -29,8 +29,7 @@ use crate::error::{BusError, QueueFull};
 use crate::metrics::BusMetrics;
 use crate::priority::Priority;
 use crate::queue::{PriorityQueue, Pushed};
-use crate::router::{Router, SubscriptionId, DEFAULT_ROUTE_CACHE};
-use crate::topic::validate_topic;
+use crate::router::{Route, Router, SubscriptionId, DEFAULT_ROUTE_CACHE};
 
 /// Identifies one published event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -143,6 +142,14 @@ pub struct Drained {
     pub calls: usize,
 }
 
+/// A queued event with the route it had when published; the route is reused
+/// at dispatch if no subscription changed in between (same router generation).
+struct Queued<P> {
+    event: Event<P>,
+    route: Route,
+    generation: u64,
+}
+
 struct Subscription<P> {
     handler: Handler<P>,
     once: bool,
@@ -173,7 +180,7 @@ pub struct EventBus<P, C> {
     config: BusConfig,
     clock: C,
     router: Router,
-    queue: PriorityQueue<Event<P>>,
+    queue: PriorityQueue<Queued<P>>,
     subscriptions: HashMap<SubscriptionId, Subscription<P>>,
     next_event: u64,
     metrics: BusMetrics,
@@ -235,38 +242,37 @@ impl<P, C: Clock> EventBus<P, C> {
         payload: P,
         options: impl Into<PublishOptions>,
     ) -> Result<EventId, BusError> {
-        validate_topic(topic).map_err(BusError::InvalidTopic)?;
+        let resolved = self.router.resolve(topic).map_err(BusError::InvalidTopic)?;
         let options = options.into();
-        let id = EventId(self.next_event);
         let event = Event {
-            id,
-            topic: Arc::from(topic),
+            id: EventId(self.next_event),
+            topic: resolved.topic,
             priority: options.priority,
             timestamp_ms: self.clock.now_ms(),
             ttl_ms: options.ttl_ms,
             payload,
         };
-        self.enqueue(event)
+        self.enqueue(Queued { event, route: resolved.route, generation: resolved.generation })
     }
 
     /// Queues an event built elsewhere (e.g. decoded from an envelope) with its
     /// own id and timestamp. The topic is validated again.
     pub fn publish_event(&mut self, event: Event<P>) -> Result<EventId, BusError> {
-        validate_topic(&event.topic).map_err(BusError::InvalidTopic)?;
-        self.enqueue(event)
+        let resolved = self.router.resolve(&event.topic).map_err(BusError::InvalidTopic)?;
+        self.enqueue(Queued { event, route: resolved.route, generation: resolved.generation })
     }
 
-    fn enqueue(&mut self, event: Event<P>) -> Result<EventId, BusError> {
-        let id = event.id;
-        let priority = event.priority;
-        match self.queue.push(priority, event) {
+    fn enqueue(&mut self, queued: Queued<P>) -> Result<EventId, BusError> {
+        let id = queued.event.id;
+        let priority = queued.event.priority;
+        match self.queue.push(priority, queued) {
             Ok(pushed) => {
-                self.next_event = self.next_event.max(id.0 + 1);
+                self.next_event = self.next_event.max(id.0.saturating_add(1));
                 self.metrics.published[priority.index()] += 1;
                 if let Pushed::Evicted(victim, level) = pushed {
                     self.metrics.evicted[level.index()] += 1;
                     if let Some(hook) = self.on_drop.as_mut() {
-                        hook(&victim, DropReason::Evicted);
+                        hook(&victim.event, DropReason::Evicted);
                     }
                 }
                 Ok(id)
@@ -279,13 +285,14 @@ impl<P, C: Clock> EventBus<P, C> {
     }
 
     /// Dispatches up to `max_events` queued events; see the [module docs](self).
+    /// The clock is read once per call.
     pub fn drain(&mut self, max_events: usize) -> Drained {
         let mut done = Drained::default();
+        let now = self.clock.now_ms();
         while done.events < max_events {
-            let Some((priority, event)) = self.queue.pop() else { break };
+            let Some((priority, Queued { event, route, generation })) = self.queue.pop() else { break };
             done.events += 1;
             let p = priority.index();
-            let now = self.clock.now_ms();
             if event.ttl_ms.is_some_and(|ttl| now > event.timestamp_ms.saturating_add(ttl)) {
                 self.metrics.expired[p] += 1;
                 if let Some(hook) = self.on_drop.as_mut() {
@@ -294,7 +301,18 @@ impl<P, C: Clock> EventBus<P, C> {
                 continue;
             }
             self.metrics.dispatched[p] += 1;
-            let route = self.router.route_valid(&event.topic);
+            let route = if generation == self.router.generation() {
+                route
+            } else {
+                match self.router.resolve(&event.topic) {
+                    Ok(resolved) => resolved.route,
+                    // Unreachable (the topic was valid when queued), but never lose it uncounted.
+                    Err(_) => {
+                        self.metrics.unrouted += 1;
+                        continue;
+                    }
+                }
+            };
             if route.is_empty() {
                 self.metrics.unrouted += 1;
                 continue;
@@ -403,5 +421,159 @@ impl<P, C: Clock> EventBus<P, C> {
     /// The clock's current reading.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::StateKind;
+    use crate::clock::ManualClock;
+    use alloc::rc::Rc;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    type Log = Rc<RefCell<Vec<(u64, u64)>>>;
+
+    fn bus(config: BusConfig) -> (EventBus<u64, ManualClock>, ManualClock) {
+        let clock = ManualClock::new(0);
+        (EventBus::new(config, clock.clone()), clock)
+    }
+
+    fn recorder(log: &Log, sub: u64) -> impl FnMut(&Event<u64>) -> Result<(), HandlerError> {
+        let log = log.clone();
+        move |e| {
+            log.borrow_mut().push((sub, e.payload));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn routes_are_recomputed_when_subscriptions_change_after_publish() {
+        let (mut bus, _) = bus(BusConfig::default());
+        let log = Log::default();
+        let early = bus.subscribe("a.*", recorder(&log, 1)).unwrap();
+        bus.publish("a.b", 10, Priority::NORMAL).unwrap();
+        bus.subscribe("a.b", recorder(&log, 2)).unwrap();
+        bus.unsubscribe(early);
+        bus.drain(usize::MAX);
+        assert_eq!(*log.borrow(), [(2, 10)]);
+    }
+
+    #[test]
+    fn once_subscriptions_fire_once() {
+        let (mut bus, _) = bus(BusConfig::default());
+        let log = Log::default();
+        bus.subscribe_with("t", SubscribeOptions { once: true, ..Default::default() }, recorder(&log, 1)).unwrap();
+        bus.subscribe("t", recorder(&log, 2)).unwrap();
+        for i in 0..3 {
+            bus.publish("t", i, Priority::NORMAL).unwrap();
+        }
+        assert_eq!(bus.drain(usize::MAX), Drained { events: 3, calls: 4 });
+        assert_eq!(*log.borrow(), [(1, 0), (2, 0), (2, 1), (2, 2)]);
+        assert_eq!(bus.subscription_count(), 1);
+    }
+
+    #[test]
+    fn drain_respects_max_and_counts() {
+        let (mut bus, _) = bus(BusConfig::default());
+        let log = Log::default();
+        bus.subscribe(">", recorder(&log, 1)).unwrap();
+        for i in 0..5 {
+            bus.publish("x.y", i, Priority::new(i as u8).unwrap()).unwrap();
+        }
+        bus.publish("nobody.listens", 0, Priority::BULK).unwrap();
+        assert_eq!(bus.drain(2), Drained { events: 2, calls: 2 });
+        assert_eq!(*log.borrow(), [(1, 4), (1, 3)]);
+        assert_eq!(bus.queue_len(), 4);
+        bus.drain(usize::MAX);
+        let m = bus.metrics();
+        assert_eq!(BusMetrics::total(&m.published), 6);
+        assert_eq!(m.delivered, 6);
+        assert_eq!(m.unrouted, 0, "'>' matches every topic");
+    }
+
+    #[test]
+    fn overflow_is_counted_reported_and_rejected() {
+        let (mut bus, _) = bus(BusConfig { capacity: 2, ..Default::default() });
+        let dropped = Rc::new(RefCell::new(Vec::new()));
+        let d = dropped.clone();
+        bus.on_drop(move |e, why| d.borrow_mut().push((e.payload, why)));
+        bus.publish("t", 1, Priority::BULK).unwrap();
+        bus.publish("t", 2, Priority::CRITICAL).unwrap();
+        bus.publish("t", 3, Priority::PHASE_TRANSITION).unwrap();
+        assert_eq!(bus.publish("t", 4, Priority::CRITICAL), Err(BusError::QueueFull { priority: Priority::CRITICAL }));
+        assert_eq!(*dropped.borrow(), [(1, DropReason::Evicted)]);
+        bus.publish("t", 5, Priority::PHASE_TRANSITION).unwrap();
+        assert_eq!(dropped.borrow()[1], (2, DropReason::Evicted), "a critical event is evicted loudly");
+        let m = bus.metrics();
+        assert_eq!((m.evicted[0], m.evicted[8], m.rejected[8]), (1, 1, 1));
+    }
+
+    #[test]
+    fn expired_events_are_dropped_at_dispatch() {
+        let (mut bus, clock) = bus(BusConfig::default());
+        let log = Log::default();
+        bus.subscribe("t", recorder(&log, 1)).unwrap();
+        bus.publish("t", 1, PublishOptions { priority: Priority::NORMAL, ttl_ms: Some(100) }).unwrap();
+        bus.publish("t", 2, PublishOptions { priority: Priority::NORMAL, ttl_ms: Some(1_000) }).unwrap();
+        clock.advance(500);
+        bus.drain(usize::MAX);
+        assert_eq!(*log.borrow(), [(1, 2)]);
+        assert_eq!(bus.metrics().expired[5], 1);
+    }
+
+    #[test]
+    fn failing_handler_opens_its_breaker_only_and_critical_events_bypass_it() {
+        let breaker = BreakerConfig { failure_threshold: 2, open_ms: 1_000, half_open_probes: 1, ..Default::default() };
+        let (mut bus, clock) = bus(BusConfig { breaker: Some(breaker), ..Default::default() });
+        let log = Log::default();
+        let errors = Rc::new(RefCell::new(0));
+        let e2 = errors.clone();
+        bus.on_error(move |_, _, err| {
+            assert_eq!(err.0, "boom");
+            *e2.borrow_mut() += 1;
+        });
+        let fail = Rc::new(RefCell::new(true));
+        let f2 = fail.clone();
+        let l2 = log.clone();
+        let flaky = bus
+            .subscribe("t", move |e| {
+                l2.borrow_mut().push((9, e.payload));
+                if *f2.borrow() { Err("boom".into()) } else { Ok(()) }
+            })
+            .unwrap();
+        bus.subscribe("t", recorder(&log, 1)).unwrap();
+        for i in 0..4 {
+            bus.publish("t", i, Priority::NORMAL).unwrap();
+        }
+        bus.publish("t", 99, Priority::CRITICAL).unwrap();
+        bus.drain(usize::MAX);
+        // critical first (fails: 1), then 0 (fails: 2 → open), then 1..3 skipped for the flaky one.
+        assert_eq!(log.borrow().iter().filter(|(s, _)| *s == 9).count(), 2);
+        assert_eq!(log.borrow().iter().filter(|(s, _)| *s == 1).count(), 5, "the healthy subscriber got all");
+        assert_eq!(*errors.borrow(), 2);
+        assert_eq!(bus.breaker(flaky).unwrap().state().kind(), StateKind::Open);
+        assert_eq!(bus.metrics().skipped_open[5], 3);
+
+        bus.publish("t", 100, Priority::CRITICAL).unwrap();
+        bus.drain(usize::MAX);
+        assert!(log.borrow().contains(&(9, 100)), "priority 8 bypasses the open breaker");
+
+        *fail.borrow_mut() = false;
+        clock.advance(1_000);
+        bus.publish("t", 5, Priority::NORMAL).unwrap();
+        bus.drain(usize::MAX);
+        assert_eq!(bus.breaker(flaky).unwrap().state().kind(), StateKind::Closed);
+        assert_eq!(bus.metrics().breaker_transitions, 3);
+    }
+
+    #[test]
+    fn invalid_input_is_a_typed_error() {
+        let (mut bus, _) = bus(BusConfig::default());
+        assert!(matches!(bus.subscribe("a..b", |_| Ok(())), Err(BusError::InvalidPattern(_))));
+        assert!(matches!(bus.publish("a.*", 0, Priority::NORMAL), Err(BusError::InvalidTopic(_))));
+        assert_eq!(bus.publish("a.*", 0, Priority::NORMAL).unwrap_err().code(), "INVALID_TOPIC");
+        assert_eq!(BusMetrics::total(&bus.metrics().published), 0);
     }
 }

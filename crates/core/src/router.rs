@@ -135,8 +135,23 @@ impl TrieNode {
     }
 }
 
-#[derive(Clone, Copy)]
-struct CachedRouteGeneration(u64);
+/// A cached route, the generation it was computed at, and the interned topic.
+struct CachedRoute {
+    topic: Arc<str>,
+    generation: u64,
+    route: Route,
+}
+
+/// A topic resolved to its route, with the router generation the route is valid for.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The topic, shared with the router's tables when it is known to them.
+    pub topic: Arc<str>,
+    /// The matching subscriptions.
+    pub route: Route,
+    /// [`Router::generation`] when `route` was computed.
+    pub generation: u64,
+}
 
 /// Maps topics to the subscriptions whose patterns match them.
 ///
@@ -154,13 +169,13 @@ struct CachedRouteGeneration(u64);
 /// # Ok::<(), swarmbus_core::TopicError>(())
 /// ```
 pub struct Router {
-    exact: HashMap<Box<str>, Route>,
+    exact: HashMap<Arc<str>, Route>,
     trie: TrieNode,
     patterns: HashMap<SubscriptionId, (Box<str>, PatternKind)>,
     wildcard_count: usize,
     next_id: u64,
     generation: u64,
-    cache: Option<LruCache<Box<str>, (CachedRouteGeneration, Route)>>,
+    cache: Option<LruCache<Arc<str>, CachedRoute>>,
     stats: CacheStats,
     empty: Route,
 }
@@ -199,7 +214,7 @@ impl Router {
         self.next_id += 1;
         match kind {
             PatternKind::Exact => {
-                let ids = self.exact.entry(Box::from(pattern)).or_insert_with(|| self.empty.clone());
+                let ids = self.exact.entry(Arc::from(pattern)).or_insert_with(|| self.empty.clone());
                 *ids = ids.iter().copied().chain([id]).collect();
             }
             PatternKind::Wildcard => {
@@ -262,36 +277,58 @@ impl Router {
 
     /// Validates `topic` and returns the subscriptions it reaches, in delivery order.
     pub fn route(&mut self, topic: &str) -> Result<Route, TopicError> {
-        validate_topic(topic)?;
-        Ok(self.route_valid(topic))
+        self.resolve(topic).map(|r| r.route)
     }
 
-    /// [`route`](Self::route) for a topic the caller has already validated.
-    pub(crate) fn route_valid(&mut self, topic: &str) -> Route {
-        if self.patterns.is_empty() {
-            return self.empty.clone();
-        }
+    /// Resolves a topic to its route and an interned copy of the topic.
+    ///
+    /// A topic already present in the exact table or the route cache was
+    /// validated when it got there, so the hot path neither validates nor
+    /// allocates; a new topic is validated before anything is stored.
+    pub(crate) fn resolve(&mut self, topic: &str) -> Result<Resolved, TopicError> {
+        let generation = self.generation;
         if self.wildcard_count == 0 {
             // Exact-only routers need no cache: the map lookup is the whole answer.
-            return self.exact.get(topic).unwrap_or(&self.empty).clone();
-        }
-        let generation = self.generation;
-        if let Some(cache) = self.cache.as_mut() {
-            if let Some((cached_at, route)) = cache.get(topic) {
-                if cached_at.0 == generation {
-                    self.stats.hits += 1;
-                    return route.clone();
-                }
+            if let Some((known, route)) = self.exact.get_key_value(topic) {
+                return Ok(Resolved { topic: known.clone(), route: route.clone(), generation });
             }
+            validate_topic(topic)?;
+            return Ok(Resolved { topic: Arc::from(topic), route: self.empty.clone(), generation });
         }
+        if let Some(cached) = self.cache.as_mut().and_then(|c| c.get_mut(topic)) {
+            if cached.generation == generation {
+                self.stats.hits += 1;
+                return Ok(Resolved { topic: cached.topic.clone(), route: cached.route.clone(), generation });
+            }
+            // Cached at an older generation: the topic is known valid, only the route is stale.
+            let topic = cached.topic.clone();
+            self.stats.misses += 1;
+            let route = self.compute_route(&topic);
+            if let Some(cached) = self.cache.as_mut().and_then(|c| c.get_mut(&*topic)) {
+                cached.route = route.clone();
+                cached.generation = generation;
+            }
+            return Ok(Resolved { topic, route, generation });
+        }
+        validate_topic(topic)?;
         self.stats.misses += 1;
+        let interned: Arc<str> = Arc::from(topic);
+        let route = self.compute_route(topic);
+        if let Some(cache) = self.cache.as_mut() {
+            let entry = CachedRoute { topic: interned.clone(), generation, route: route.clone() };
+            cache.put(interned.clone(), entry);
+        }
+        Ok(Resolved { topic: interned, route, generation })
+    }
+
+    fn compute_route(&self, topic: &str) -> Route {
         let mut ids = Vec::new();
         self.for_each_match(topic, |id| ids.push(id));
-        let route: Route = if ids.is_empty() { self.empty.clone() } else { Arc::from(ids) };
-        if let Some(cache) = self.cache.as_mut() {
-            cache.put(Box::from(topic), (CachedRouteGeneration(generation), route.clone()));
+        if ids.is_empty() {
+            self.empty.clone()
+        } else {
+            Arc::from(ids)
         }
-        route
     }
 
     /// Calls `f` for every subscription `topic` reaches, in delivery order,
