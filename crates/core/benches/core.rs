@@ -15,7 +15,10 @@ const BATCH: usize = 1_000;
 fn bus(c: &mut Criterion) {
     let mut group = c.benchmark_group("bus");
     group.throughput(Throughput::Elements(BATCH as u64));
-    for (name, breaker) in [("exact_publish_dispatch", None), ("exact_publish_dispatch_with_breaker", Some(BreakerConfig::default()))] {
+    for (name, breaker) in [
+        ("exact_publish_dispatch", None),
+        ("exact_publish_dispatch_with_breaker", Some(BreakerConfig::default())),
+    ] {
         let config = BusConfig { capacity: BATCH, breaker, ..Default::default() };
         let mut bus = EventBus::new(config, || 0u64);
         let mut sum = 0u64;
@@ -53,7 +56,9 @@ fn router(c: &mut Criterion) {
         let pats = patterns(n);
         let tops = topics(n);
         let mut router = Router::new();
-        pats.iter().for_each(|p| drop(router.subscribe(p).unwrap()));
+        for p in &pats {
+            router.subscribe(p).unwrap();
+        }
         group.throughput(Throughput::Elements(tops.len() as u64));
         group.bench_with_input(BenchmarkId::new("trie_uncached", n), &n, |b, _| {
             b.iter(|| {
@@ -65,7 +70,9 @@ fn router(c: &mut Criterion) {
             })
         });
         let mut cached = Router::with_cache_capacity(8_192);
-        pats.iter().for_each(|p| drop(cached.subscribe(p).unwrap()));
+        for p in &pats {
+            cached.subscribe(p).unwrap();
+        }
         group.bench_with_input(BenchmarkId::new("route_cached", n), &n, |b, _| {
             b.iter(|| tops.iter().map(|t| cached.route(t).unwrap().len()).sum::<usize>())
         });
@@ -80,7 +87,8 @@ fn router(c: &mut Criterion) {
 fn queue(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue");
     group.throughput(Throughput::Elements(BATCH as u64));
-    let priorities: Vec<Priority> = (0..BATCH).map(|i| Priority::new(((i * 7) % 10) as u8).unwrap()).collect();
+    let priorities: Vec<Priority> =
+        (0..BATCH).map(|i| Priority::new(((i * 7) % 10) as u8).unwrap()).collect();
     let mut q = PriorityQueue::new(BATCH);
     group.bench_function("push_drain", |b| {
         b.iter(|| {
@@ -112,14 +120,19 @@ fn breaker(c: &mut Criterion) {
     group.finish();
 }
 
-/// A store of `bytes` of JSON state, in keys of about 1 KB.
+/// A store holding `bytes` of state (measured as JSON), in keys of about 1 KB.
 fn store_of(bytes: usize) -> StateStore {
     let mut store = StateStore::new();
-    let per_key = bytes.min(1_024);
-    for i in 0..(bytes / per_key).max(1) {
-        let agents: Vec<Value> =
-            (0..per_key / 64).map(|a| json!({"id": format!("agent-{a}"), "load": a, "ok": true})).collect();
-        store.set(format!("swarm-{i}"), json!({ "agents": agents }));
+    let mut size = 2;
+    let mut i = 0;
+    while size < bytes {
+        let agents: Vec<Value> = (0..20)
+            .map(|a| json!({"id": format!("agent-{i}-{a}"), "load": a * 7 + i, "ok": a % 3 != 0}))
+            .collect();
+        let value = json!({ "agents": agents, "phase": "execute", "weights": [0.25, 0.5, -1.5] });
+        size += serde_json::to_vec(&value).unwrap().len().min(bytes);
+        store.set(format!("swarm-{i}"), value);
+        i += 1;
     }
     store
 }
@@ -133,26 +146,55 @@ fn store(c: &mut Criterion) {
         let plain = plain_json(&s);
         group.bench_function(BenchmarkId::new("full_copy_peer", label), |b| b.iter(|| plain.clone()));
     }
-    let s = store_of(200 * 1_024);
-    let snap = s.current();
+    let mut s = store_of(200 * 1_024);
     let plain = plain_json(&s);
-    group.throughput(Throughput::Bytes(snap.to_json().len() as u64));
-    group.bench_function("to_msgpack_200KB", |b| b.iter(|| snap.to_msgpack()));
+    let json_len = serde_json::to_vec(&plain).unwrap().len();
+    eprintln!("state for the 200KB benches: {} keys, {json_len} bytes of JSON", s.len());
+    group.throughput(Throughput::Bytes(json_len as u64));
+    // Cold: no entry has been encoded before.
+    group.bench_function("to_msgpack_200KB_cold", |b| {
+        let fresh = || {
+            let mut store = StateStore::new();
+            for (key, value) in plain.as_object().into_iter().flatten() {
+                store.set(key.clone(), value.clone());
+            }
+            store.current()
+        };
+        b.iter_batched_ref(fresh, |snap| snap.to_msgpack(), BatchSize::LargeInput)
+    });
+    group
+        .bench_function("to_msgpack_200KB_cold_rmp_serde", |b| b.iter(|| rmp_serde::to_vec(&plain).unwrap()));
+    // Periodic save: one key changed since the last image.
+    let mut n = 0u64;
+    s.current().to_msgpack();
+    group.bench_function("to_msgpack_200KB_one_key_changed", |b| {
+        b.iter(|| {
+            n += 1;
+            s.merge("swarm-0", &json!({ "phase": n }));
+            s.current().to_msgpack()
+        })
+    });
+    let snap = s.current();
     group.bench_function("to_json_200KB", |b| b.iter(|| snap.to_json()));
     group.bench_function("json_stringify_peer_200KB", |b| b.iter(|| serde_json::to_vec(&plain).unwrap()));
     let packed = snap.to_msgpack();
-    group.bench_function("from_msgpack_200KB", |b| b.iter(|| swarmbus_core::Snapshot::from_msgpack(&packed).unwrap()));
+    group.bench_function("from_msgpack_200KB", |b| {
+        b.iter(|| swarmbus_core::Snapshot::from_msgpack(&packed).unwrap())
+    });
     group.finish();
 }
 
 fn plain_json(store: &StateStore) -> Value {
-    Value::Object(store.keys().map(|k| (k.to_string(), store.get(k).cloned().unwrap_or(Value::Null))).collect())
+    Value::Object(
+        store.keys().map(|k| (k.to_string(), store.get(k).cloned().unwrap_or(Value::Null))).collect(),
+    )
 }
 
 fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("envelope");
     for size in [200usize, 1_024, 8_192] {
-        let mut env = Envelope::new(42, "swarm.alpha.task.assigned", Priority::TASK, 1_764_000_000_000, vec![7; size]);
+        let mut env =
+            Envelope::new(42, "swarm.alpha.task.assigned", Priority::TASK, 1_764_000_000_000, vec![7; size]);
         env.sender = Some("agent-42".into());
         env.swarm = Some("alpha".into());
         let bytes = env.encode().unwrap();

@@ -58,14 +58,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The auditor fails during rounds 5..15: its breaker should open, then recover.
     let round_now = Rc::new(RefCell::new(0usize));
     let round = round_now.clone();
-    let breaker = BreakerConfig { failure_threshold: 5, open_ms: 3_000, half_open_probes: 3, ..Default::default() };
+    let breaker =
+        BreakerConfig { failure_threshold: 5, open_ms: 3_000, half_open_probes: 3, ..Default::default() };
     let auditor = bus.subscribe_with(
         "swarm.*.task.>",
         SubscribeOptions { once: false, breaker: Some(breaker) },
         move |_| if (5..15).contains(&*round.borrow()) { Err("audit backend down".into()) } else { Ok(()) },
     )?;
     bus.on_transition(move |sub, t| {
-        println!("  t={:>2}s breaker of subscription #{}: {} -> {}", (t.at_ms - START_MS) / 1_000, sub.get(), t.from, t.to);
+        println!(
+            "  t={:>2}s breaker of subscription #{}: {} -> {}",
+            (t.at_ms - START_MS) / 1_000,
+            sub.get(),
+            t.from,
+            t.to
+        );
     });
 
     let mut stores: BTreeMap<&str, StateStore> = SWARMS.iter().map(|s| (*s, StateStore::new())).collect();
@@ -78,7 +85,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let swarm = SWARMS[agent % SWARMS.len()];
             let roll = ((agent * 31 + r * 17) % 100) as u32;
             let mut acc = 0;
-            let (priority, suffix, _) = *MIX.iter().find(|(_, _, share)| { acc += share; roll < acc }).unwrap_or(&MIX[5]);
+            let (priority, suffix, _) = *MIX
+                .iter()
+                .find(|(_, _, share)| {
+                    acc += share;
+                    roll < acc
+                })
+                .unwrap_or(&MIX[5]);
             let topic = format!("swarm.{swarm}.{suffix}");
             let payload = serde_json::to_vec(&json!({"agent": agent, "round": r}))?;
 
@@ -94,7 +107,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bus.publish(header.topic, decoded.payload, header.priority)?;
 
             if priority == 7 {
-                stores.get_mut(swarm).expect("known swarm").merge("agents", &json!({ format!("a{agent}"): format!("alive@{r}") }));
+                stores
+                    .get_mut(swarm)
+                    .expect("known swarm")
+                    .merge("agents", &json!({ format!("a{agent}"): format!("alive@{r}") }));
             }
         }
         bus.drain(usize::MAX);
@@ -105,10 +121,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if *swarm == "alpha" {
                     let previous = store.snapshots().rev().nth(1).map(|s| s.id);
                     let changes = match previous {
-                        Some(p) => format!("{} keys changed since snapshot {}", store.diff(p, id)?.ops.len(), p.0),
+                        Some(p) => {
+                            format!("{} keys changed since snapshot {}", store.diff(p, id)?.ops.len(), p.0)
+                        }
                         None => "the first".to_string(),
                     };
-                    println!("  t={r:>2}s alpha: snapshot {} at version {} ({changes})", id.0, store.version());
+                    println!(
+                        "  t={r:>2}s alpha: snapshot {} at version {} ({changes})",
+                        id.0,
+                        store.version()
+                    );
                 }
             }
         }
@@ -118,8 +140,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let m = bus.metrics();
     let total: u64 = m.published.iter().sum();
-    println!("\npublished {total} events ({} envelope bytes) in {:.1} ms", envelope_bytes, elapsed.as_secs_f64() * 1e3);
-    println!("monitor (swarm.>) received by priority 9..0: {:?}", by_priority.borrow().iter().rev().collect::<Vec<_>>());
+    println!(
+        "\npublished {total} events ({} envelope bytes) in {:.1} ms",
+        envelope_bytes,
+        elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "monitor (swarm.>) received by priority 9..0: {:?}",
+        by_priority.borrow().iter().rev().collect::<Vec<_>>()
+    );
     println!(
         "handler calls {}, handler errors {}, skipped while the auditor's breaker was open {}, breaker transitions {}",
         m.delivered,
@@ -127,12 +156,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         m.skipped_open.iter().sum::<u64>(),
         m.breaker_transitions
     );
-    println!("auditor breaker now: {}", bus.breaker(auditor).map(|b| b.state().kind().as_str()).unwrap_or("none"));
+    println!(
+        "auditor breaker now: {}",
+        bus.breaker(auditor).map(|b| b.state().kind().as_str()).unwrap_or("none")
+    );
     let cache = bus.router().cache_stats();
     println!("route cache: {} hits, {} misses", cache.hits, cache.misses);
     for (swarm, store) in &stores {
         let agents_known = store.get("agents").and_then(|v| v.as_object()).map_or(0, |o| o.len());
-        println!("state of {swarm}: version {}, {} snapshots kept, {agents_known} agents seen alive", store.version(), store.snapshots().count());
+        println!(
+            "state of {swarm}: version {}, {} snapshots kept, {agents_known} agents seen alive",
+            store.version(),
+            store.snapshots().count()
+        );
     }
     Ok(())
 }

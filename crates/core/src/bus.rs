@@ -464,7 +464,8 @@ mod tests {
     fn once_subscriptions_fire_once() {
         let (mut bus, _) = bus(BusConfig::default());
         let log = Log::default();
-        bus.subscribe_with("t", SubscribeOptions { once: true, ..Default::default() }, recorder(&log, 1)).unwrap();
+        bus.subscribe_with("t", SubscribeOptions { once: true, ..Default::default() }, recorder(&log, 1))
+            .unwrap();
         bus.subscribe("t", recorder(&log, 2)).unwrap();
         for i in 0..3 {
             bus.publish("t", i, Priority::NORMAL).unwrap();
@@ -502,7 +503,10 @@ mod tests {
         bus.publish("t", 1, Priority::BULK).unwrap();
         bus.publish("t", 2, Priority::CRITICAL).unwrap();
         bus.publish("t", 3, Priority::PHASE_TRANSITION).unwrap();
-        assert_eq!(bus.publish("t", 4, Priority::CRITICAL), Err(BusError::QueueFull { priority: Priority::CRITICAL }));
+        assert_eq!(
+            bus.publish("t", 4, Priority::CRITICAL),
+            Err(BusError::QueueFull { priority: Priority::CRITICAL })
+        );
         assert_eq!(*dropped.borrow(), [(1, DropReason::Evicted)]);
         bus.publish("t", 5, Priority::PHASE_TRANSITION).unwrap();
         assert_eq!(dropped.borrow()[1], (2, DropReason::Evicted), "a critical event is evicted loudly");
@@ -525,7 +529,8 @@ mod tests {
 
     #[test]
     fn failing_handler_opens_its_breaker_only_and_critical_events_bypass_it() {
-        let breaker = BreakerConfig { failure_threshold: 2, open_ms: 1_000, half_open_probes: 1, ..Default::default() };
+        let breaker =
+            BreakerConfig { failure_threshold: 2, open_ms: 1_000, half_open_probes: 1, ..Default::default() };
         let (mut bus, clock) = bus(BusConfig { breaker: Some(breaker), ..Default::default() });
         let log = Log::default();
         let errors = Rc::new(RefCell::new(0));
@@ -540,7 +545,11 @@ mod tests {
         let flaky = bus
             .subscribe("t", move |e| {
                 l2.borrow_mut().push((9, e.payload));
-                if *f2.borrow() { Err("boom".into()) } else { Ok(()) }
+                if *f2.borrow() {
+                    Err("boom".into())
+                } else {
+                    Ok(())
+                }
             })
             .unwrap();
         bus.subscribe("t", recorder(&log, 1)).unwrap();

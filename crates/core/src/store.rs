@@ -10,11 +10,13 @@
 //! last `history_limit` snapshots (default [`DEFAULT_HISTORY`]); older ones are
 //! released as new ones are taken. See `adrs/ADR-003-state-store.md`.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
+use once_cell::race::OnceBox;
 use rpds::RedBlackTreeMapSync;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -32,12 +34,76 @@ pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 pub const IMAGE_FORMAT: u32 = 1;
 
 /// A stored value and the store version that last wrote it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Entries never change once stored (a write stores a new one), so each keeps
+/// its MessagePack encoding after the first image that includes it; snapshots
+/// share entries, and later images copy those bytes instead of re-encoding.
 pub struct Entry {
+    version: u64,
+    value: Value,
+    encoded: OnceBox<Vec<u8>>,
+}
+
+impl Entry {
+    fn new(version: u64, value: Value) -> Self {
+        Self { version, value, encoded: OnceBox::new() }
+    }
+
     /// Store version at the last write of this key.
-    pub version: u64,
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// The value.
-    pub value: Value,
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// MessagePack of `[version, value]`, encoded once.
+    fn encoded(&self) -> &[u8] {
+        self.encoded.get_or_init(|| {
+            let mut out = Vec::new();
+            msgpack::write_entry(&mut out, self.version, &self.value);
+            Box::new(out)
+        })
+    }
+}
+
+impl Clone for Entry {
+    fn clone(&self) -> Self {
+        Self::new(self.version, self.value.clone())
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.value == other.value
+    }
+}
+
+impl core::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Entry").field("version", &self.version).field("value", &self.value).finish()
+    }
+}
+
+/// The serialized shape of an [`Entry`].
+#[derive(Serialize, Deserialize)]
+struct EntryImage<V> {
+    version: u64,
+    value: V,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EntryImage { version: self.version, value: &self.value }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        EntryImage::<Value>::deserialize(deserializer).map(|e| Entry::new(e.version, e.value))
+    }
 }
 
 type Data = RedBlackTreeMapSync<String, Entry>;
@@ -150,10 +216,14 @@ impl Snapshot {
             .map_err(|_| StoreError::Decode("invalid JSON state image"))
     }
 
-    /// Encodes the snapshot as MessagePack.
-    #[cfg(feature = "std")]
+    /// Encodes the snapshot as MessagePack: the bytes `rmp-serde` writes for
+    /// the image (structs as arrays), assembled from each entry's cached
+    /// encoding, so only entries written since the last image are encoded.
+    /// Works without `std`.
     pub fn to_msgpack(&self) -> Vec<u8> {
-        rmp_serde::to_vec(&Image::from(self)).expect("a JSON value always serializes")
+        let mut out = Vec::with_capacity(64 + 64 * self.data.size());
+        msgpack::write_image(&mut out, self);
+        out
     }
 
     /// Decodes a snapshot written by [`to_msgpack`](Self::to_msgpack).
@@ -338,7 +408,7 @@ impl StateStore {
     /// Sets `key` to `value`; returns the new version.
     pub fn set(&mut self, key: impl Into<String>, value: Value) -> u64 {
         self.version += 1;
-        self.data.insert_mut(key.into(), Entry { version: self.version, value });
+        self.data.insert_mut(key.into(), Entry::new(self.version, value));
         self.version
     }
 
@@ -424,7 +494,7 @@ impl StateStore {
         for op in &patch.ops {
             match op {
                 PatchOp::Set { key, value } => {
-                    self.data.insert_mut(key.clone(), Entry { version: self.version, value: value.clone() });
+                    self.data.insert_mut(key.clone(), Entry::new(self.version, value.clone()));
                 }
                 PatchOp::Delete { key } => {
                     self.data.remove_mut(key.as_str());
@@ -522,12 +592,81 @@ mod tests {
         let snap = s.get_snapshot(id).unwrap().clone();
         assert_eq!(Snapshot::from_json(&snap.to_json()).unwrap(), snap);
         #[cfg(feature = "std")]
-        assert_eq!(Snapshot::from_msgpack(&snap.to_msgpack()).unwrap(), snap);
+        {
+            assert_eq!(Snapshot::from_msgpack(&snap.to_msgpack()).unwrap(), snap);
+            assert_eq!(
+                snap.to_msgpack(),
+                rmp_serde::to_vec(&Image::from(&snap)).unwrap(),
+                "same bytes as rmp-serde"
+            );
+        }
         assert!(matches!(Snapshot::from_json(b"{\"nope\":1}"), Err(StoreError::Decode(_))));
         #[cfg(feature = "std")]
         assert!(matches!(Snapshot::from_msgpack(&[0xc1, 0xff]), Err(StoreError::Decode(_))));
         let restored = StateStore::from_snapshot(snap);
         assert_eq!(restored.version(), 1);
         assert_eq!(restored.key_version("swarm"), 1);
+    }
+}
+
+/// Direct MessagePack writer for state images (layout of `Image` as rmp-serde
+/// writes it: structs as arrays, `Value` objects as maps).
+mod msgpack {
+    use alloc::vec::Vec;
+
+    use rmp::encode as w;
+    use serde_json::Value;
+
+    use super::{Snapshot, IMAGE_FORMAT};
+
+    // Writing into a Vec cannot fail, so the writers' Results carry no information.
+    pub(super) fn write_image(out: &mut Vec<u8>, s: &Snapshot) {
+        let _ = w::write_array_len(out, 5);
+        let _ = w::write_uint(out, IMAGE_FORMAT as u64);
+        let _ = w::write_uint(out, s.id.0);
+        match &s.label {
+            Some(label) => drop(w::write_str(out, label)),
+            None => drop(w::write_nil(out)),
+        }
+        let _ = w::write_uint(out, s.version);
+        let _ = w::write_map_len(out, s.data.size() as u32);
+        for (key, entry) in s.data.iter() {
+            let _ = w::write_str(out, key);
+            out.extend_from_slice(entry.encoded());
+        }
+    }
+
+    pub(super) fn write_entry(out: &mut Vec<u8>, version: u64, value: &Value) {
+        let _ = w::write_array_len(out, 2);
+        let _ = w::write_uint(out, version);
+        write_value(out, value);
+    }
+
+    fn write_value(out: &mut Vec<u8>, value: &Value) {
+        match value {
+            Value::Null => drop(w::write_nil(out)),
+            Value::Bool(b) => drop(w::write_bool(out, *b)),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    let _ = w::write_uint(out, u);
+                } else if let Some(i) = n.as_i64() {
+                    let _ = w::write_sint(out, i);
+                } else {
+                    let _ = w::write_f64(out, n.as_f64().unwrap_or(f64::NAN));
+                }
+            }
+            Value::String(s) => drop(w::write_str(out, s)),
+            Value::Array(items) => {
+                let _ = w::write_array_len(out, items.len() as u32);
+                items.iter().for_each(|v| write_value(out, v));
+            }
+            Value::Object(fields) => {
+                let _ = w::write_map_len(out, fields.len() as u32);
+                for (k, v) in fields {
+                    let _ = w::write_str(out, k);
+                    write_value(out, v);
+                }
+            }
+        }
     }
 }

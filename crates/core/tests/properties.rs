@@ -236,6 +236,8 @@ fn store_op() -> impl Strategy<Value = StoreOp> {
         any::<i64>().prop_map(Value::from),
         "[a-z]{0,8}".prop_map(Value::from),
         any::<bool>().prop_map(Value::from),
+        prop::num::f64::NORMAL.prop_map(Value::from),
+        Just(Value::Null),
         (any::<i32>(), "[a-z]{1,3}").prop_map(|(n, k)| json!({ k: n, "list": [n, n] })),
     ];
     prop_oneof![
