@@ -60,9 +60,11 @@ fuzz target="envelope_decode" seconds="60":
     cd crates/core
     cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}}
 
-# Core criterion benchmarks (native, release); extra args go to criterion.
+# Core criterion benchmarks (native, release), then a table of medians; extra args go to criterion.
 bench-core *args:
+    rm -rf target/criterion
     cargo bench -p swarmbus-core --bench core -- {{args}}
+    python3 scripts/criterion_table.py target/criterion
 
 # Run the core bus demo: a small swarm on one event bus, narrated.
 demo *args:

@@ -30,3 +30,8 @@ pub use priority::Priority;
 pub use queue::PriorityQueue;
 pub use router::{Route, Router, SubscriptionId};
 pub use store::{Snapshot, SnapshotId, StateStore};
+
+/// The repository README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct RootReadme;
