@@ -20,9 +20,22 @@ setup:
     for component in clippy rustfmt; do
         grep -q "^$component" <<<"$components" || rustup component add "$component"
     done
+    # wasm-bindgen CLI and test runner, pinned to the version in Cargo.lock (no --locked: see TOOLCHAIN.md).
+    version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
+    if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $version" ]; then
+        cargo install wasm-bindgen-cli --version "$version"
+    fi
+    # Headless Chromium and its driver for the browser tests.
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+    fi
+    # npm tooling (binaryen's wasm-opt, test and benchmark peers), only when the lock file changed.
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --no-audit --no-fund
+    fi
 
 # Every suite CI runs: format, lints, tests, no_std and wasm builds, fuzz targets compile.
-test: setup fmt-check lint test-core build-nostd build-fuzz
+test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js
 
 # Format all Rust code.
 fmt:
@@ -46,6 +59,28 @@ build-nostd:
     cargo build -p swarmbus-core --no-default-features --target thumbv7em-none-eabi
     cargo build -p swarmbus-core --no-default-features --target wasm32-unknown-unknown
     cargo build -p swarmbus-core --target wasm32-unknown-unknown
+
+wasm_pkg := "crates/wasm/pkg"
+wasm_opt_flags := "--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue"
+
+# Build the npm package `swarmbus` into crates/wasm/pkg (release, wasm-bindgen --target web, wasm-opt).
+build-wasm:
+    cargo build --release -p swarmbus-wasm --target wasm32-unknown-unknown
+    rm -rf {{wasm_pkg}} && mkdir -p {{wasm_pkg}}
+    wasm-bindgen --target web --weak-refs --out-dir {{wasm_pkg}} --out-name swarmbus target/wasm32-unknown-unknown/release/swarmbus_wasm.wasm
+    node_modules/.bin/wasm-opt -O3 {{wasm_opt_flags}} {{wasm_pkg}}/swarmbus_bg.wasm -o {{wasm_pkg}}/swarmbus_bg.wasm
+    cp crates/wasm/js/* {{wasm_pkg}}/
+    @echo "swarmbus_bg.wasm: $(stat -c %s {{wasm_pkg}}/swarmbus_bg.wasm) bytes raw, $(gzip -9 -c {{wasm_pkg}}/swarmbus_bg.wasm | wc -c) bytes gzip"
+
+# wasm-bindgen tests of the wasm crate, in Node and in headless Chromium.
+test-wasm:
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_TIMEOUT=120 cargo test -p swarmbus-wasm --target wasm32-unknown-unknown
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_TIMEOUT=120 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver cargo test -p swarmbus-wasm --target wasm32-unknown-unknown
+
+# Node integration tests that import the built package as a user would (`swarmbus/node`).
+test-js: build-wasm
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+    node --test --test-reporter=spec crates/wasm/tests-js/
 
 # Keep the fuzz targets compiling (stable toolchain, no fuzzing).
 build-fuzz:

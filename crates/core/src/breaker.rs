@@ -54,7 +54,7 @@ pub struct Backoff {
     pub max_open_ms: u64,
     /// Uniform jitter of ± this percentage of the wait (0–100, default 10).
     pub jitter_percent: u8,
-    /// Seed of the jitter generator, so runs are reproducible.
+    /// Seed of the jitter generator, so runs are reproducible (only its low 53 bits are used).
     pub seed: u64,
 }
 
@@ -212,8 +212,27 @@ pub struct Permit {
 /// A sliding window of the last up-to-128 call outcomes, one bit each.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct OutcomeWindow {
+    /// Serialized as a hex string: a 128-bit number survives neither JSON in
+    /// JavaScript nor every serde format.
+    #[serde(with = "hex_u128")]
     failures_mask: u128,
     len: u8,
+}
+
+mod hex_u128 {
+    use alloc::format;
+    use alloc::string::String;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{value:x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = String::deserialize(d)?;
+        u128::from_str_radix(&text, 16).map_err(D::Error::custom)
+    }
 }
 
 impl OutcomeWindow {
@@ -275,7 +294,7 @@ impl CircuitBreaker {
             reopen_count: 0,
             epoch: 0,
             transitions: 0,
-            rng: config.backoff.map_or(0, |b| b.seed),
+            rng: config.backoff.map_or(0, |b| b.seed) & RNG_MASK,
         }
     }
 
@@ -448,9 +467,13 @@ impl CircuitBreaker {
     }
 }
 
-/// SplitMix64: a tiny, well-distributed generator, enough for jitter.
+/// The jitter generator's state stays below 2^53 so that the serialized
+/// breaker survives a round trip through a JavaScript `number`.
+const RNG_MASK: u64 = (1 << 53) - 1;
+
+/// SplitMix64 (with a 53-bit counter): a tiny, well-distributed generator, enough for jitter.
 fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15) & RNG_MASK;
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -273,10 +273,13 @@ pub enum CodecError {
 }
 
 impl CodecError {
-    /// The stable error code: `PAYLOAD_TOO_LARGE` for size limits, `DECODE_ERROR` otherwise.
+    /// The stable error code: `PAYLOAD_TOO_LARGE` for size limits, `INVALID_TOPIC`
+    /// and `INVALID_PRIORITY` for those fields, `DECODE_ERROR` otherwise.
     pub fn code(&self) -> &'static str {
         match self {
             Self::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            Self::InvalidTopic(_) => TopicError::TOPIC_CODE,
+            Self::InvalidPriority(_) => PriorityError::CODE,
             _ => "DECODE_ERROR",
         }
     }

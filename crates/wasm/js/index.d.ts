@@ -1,0 +1,2 @@
+export * from './swarmbus.js';
+export { default } from './swarmbus.js';

@@ -1,0 +1,151 @@
+//! The JS `CircuitBreaker`: wrap any sync or async call, as opossum does.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect};
+use serde::Deserialize;
+use swarmbus_core::breaker::{BreakerConfig, Permit};
+use swarmbus_core::{CircuitBreaker as CoreBreaker, Priority};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::bus::{breaker_info, try_call};
+use crate::convert::{from_js, to_js};
+use crate::error::{Error, Result};
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RunOptions {
+    priority: Option<u8>,
+}
+
+/// A circuit breaker around any function. Its state serializes with
+/// `toJSON()` and comes back with `CircuitBreaker.fromJSON()`, so a serverless
+/// worker can keep it between requests.
+#[wasm_bindgen]
+pub struct CircuitBreaker {
+    inner: Rc<RefCell<CoreBreaker>>,
+}
+
+#[wasm_bindgen]
+impl CircuitBreaker {
+    /// `new CircuitBreaker({failureThreshold = 5, openMs = 30000, halfOpenProbes = 3,
+    /// bypassPriority = 8, failureRate?, backoff?})`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "BreakerOptions | undefined")] options: JsValue,
+    ) -> Result<CircuitBreaker> {
+        let config: BreakerConfig = if options.is_undefined() || options.is_null() {
+            BreakerConfig::default()
+        } else {
+            from_js(options)?
+        };
+        Ok(Self { inner: Rc::new(RefCell::new(CoreBreaker::new(config))) })
+    }
+
+    /// Calls `fn()` if the breaker admits it and records the outcome. Returns a
+    /// promise of `fn`'s result (awaited when `fn` returns a promise); rejects
+    /// with code `CIRCUIT_OPEN` without calling `fn` when the circuit is open.
+    pub fn run(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "() => unknown")] f: Function,
+        #[wasm_bindgen(unchecked_param_type = "{ priority?: number } | undefined")] options: JsValue,
+    ) -> Promise {
+        let permit = match self.admit(options) {
+            Ok(permit) => permit,
+            Err(e) => return Promise::reject(&e.into()),
+        };
+        let outcome = try_call(&f);
+        let ok = Reflect::get(&outcome, &"ok".into()).is_ok_and(|v| v.is_truthy());
+        let value = Reflect::get(&outcome, &"value".into()).unwrap_or(JsValue::UNDEFINED);
+        match ok {
+            false => {
+                self.inner.borrow_mut().on_failure(permit, now_ms());
+                Promise::reject(&value)
+            }
+            true => match value.dyn_into::<Promise>() {
+                Ok(promise) => {
+                    let inner = self.inner.clone();
+                    future_to_promise(async move {
+                        let outcome = JsFuture::from(promise).await;
+                        let mut breaker = inner.borrow_mut();
+                        match &outcome {
+                            Ok(_) => breaker.on_success(permit, now_ms()),
+                            Err(_) => breaker.on_failure(permit, now_ms()),
+                        };
+                        outcome
+                    })
+                }
+                Err(value) => {
+                    self.inner.borrow_mut().on_success(permit, now_ms());
+                    Promise::resolve(&value)
+                }
+            },
+        }
+    }
+
+    /// The state name: `closed`, `open`, `half-open`, `forced-open` or `disabled`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        let mut breaker = self.inner.borrow_mut();
+        breaker.poll(now_ms());
+        breaker.state().kind().as_str().to_owned()
+    }
+
+    /// The state with its details: `{state, consecutiveFailures, sinceMs?, waitMs?, ...}`.
+    #[wasm_bindgen(unchecked_return_type = "BreakerStateInfo")]
+    pub fn info(&self) -> Result<JsValue> {
+        let mut breaker = self.inner.borrow_mut();
+        breaker.poll(now_ms());
+        breaker_info(&breaker.state(), breaker.transition_count(), breaker.window())
+    }
+
+    /// Opens the circuit until `reset()`.
+    #[wasm_bindgen(js_name = forceOpen)]
+    pub fn force_open(&self) {
+        self.inner.borrow_mut().force_open(now_ms());
+    }
+
+    /// Lets every call through and records nothing until `reset()`.
+    pub fn disable(&self) {
+        self.inner.borrow_mut().disable(now_ms());
+    }
+
+    /// Closes the circuit and forgets failures.
+    pub fn reset(&self) {
+        self.inner.borrow_mut().reset(now_ms());
+    }
+
+    /// The whole breaker (settings and state) as a plain JSON-safe object.
+    #[wasm_bindgen(js_name = toJSON)]
+    pub fn to_json(&self) -> Result<JsValue> {
+        to_js(&*self.inner.borrow())
+    }
+
+    /// Restores a breaker saved with `toJSON()` (the object, or its JSON string).
+    #[wasm_bindgen(js_name = fromJSON)]
+    pub fn from_json(saved: JsValue) -> Result<CircuitBreaker> {
+        let breaker: CoreBreaker = match saved.as_string() {
+            Some(text) => serde_json::from_str(&text).map_err(Error::decode)?,
+            None => from_js(saved).map_err(|e| Error::decode(e.message))?,
+        };
+        Ok(Self { inner: Rc::new(RefCell::new(breaker)) })
+    }
+}
+
+impl CircuitBreaker {
+    fn admit(&self, options: JsValue) -> Result<Permit> {
+        let options: RunOptions = if options.is_undefined() || options.is_null() {
+            RunOptions::default()
+        } else {
+            from_js(options)?
+        };
+        let priority = Priority::new(options.priority.unwrap_or(Priority::NORMAL.get()))?;
+        Ok(self.inner.borrow_mut().try_acquire(now_ms(), priority)?)
+    }
+}

@@ -1,0 +1,445 @@
+//! The JS `Bus`: the core event bus with JS handlers and JS payloads.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use js_sys::{Array, Function, Object, Uint8Array};
+use serde::{Deserialize, Serialize};
+use swarmbus_core::breaker::{BreakerConfig, BreakerState};
+use swarmbus_core::bus::{Event, EventId, HandlerError, PublishOptions, SubscribeOptions};
+use swarmbus_core::envelope;
+use swarmbus_core::metrics::PerPriority;
+use swarmbus_core::{BusConfig, EventBus, Priority, SubscriptionId};
+use wasm_bindgen::prelude::*;
+
+use crate::codec::set;
+use crate::convert::{from_js, to_js};
+use crate::error::{Error, Result};
+
+type Clock = fn() -> u64;
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct BusOptions {
+    capacity: Option<usize>,
+    /// `false` or `null` turns breakers off; an object overrides the defaults.
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    breaker: JsValue,
+    route_cache: Option<usize>,
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    on_error: JsValue,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct PublishInput {
+    priority: Option<u8>,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SubscribeInput {
+    once: bool,
+}
+
+struct Pending {
+    topic: String,
+    payload: JsValue,
+    options: PublishOptions,
+    id: u64,
+}
+
+/// The last value a handler threw, kept for the `onError` callback.
+type Thrown = Rc<RefCell<Option<JsValue>>>;
+
+/// A priority event bus: subscribe by pattern, publish, then `drain` to dispatch.
+///
+/// Publishing from inside a handler is allowed: the event is queued after the
+/// current `drain` finishes its loop (still bounded by `capacity`).
+#[wasm_bindgen]
+pub struct Bus {
+    inner: RefCell<EventBus<JsValue, Clock>>,
+    /// Publishes made by handlers while `drain` holds the bus.
+    pending: RefCell<VecDeque<Pending>>,
+    capacity: usize,
+    next_id: std::cell::Cell<u64>,
+    thrown: Thrown,
+    on_error: Rc<RefCell<Option<Function>>>,
+}
+
+/// JS strings of recently delivered topics, so each delivery does not re-encode UTF-8.
+#[derive(Default)]
+struct TopicCache {
+    entries: Vec<(Arc<str>, JsValue)>,
+}
+
+impl TopicCache {
+    const SIZE: usize = 64;
+
+    fn get(&mut self, topic: &Arc<str>) -> JsValue {
+        if let Some((_, js)) = self.entries.iter().find(|(t, _)| Arc::ptr_eq(t, topic)) {
+            return js.clone();
+        }
+        let js = JsValue::from_str(topic);
+        if self.entries.len() >= Self::SIZE {
+            self.entries.remove(0);
+        }
+        self.entries.push((topic.clone(), js.clone()));
+        js
+    }
+}
+
+fn breaker_config(value: &JsValue) -> Result<Option<BreakerConfig>> {
+    if value.is_undefined() {
+        return Ok(Some(BreakerConfig::default()));
+    }
+    if value.is_null() || value.as_bool() == Some(false) {
+        return Ok(None);
+    }
+    from_js(value.clone()).map(Some)
+}
+
+fn priority_of(value: Option<u8>) -> Result<Priority> {
+    Ok(Priority::new(value.unwrap_or(Priority::NORMAL.get()))?)
+}
+
+#[wasm_bindgen]
+impl Bus {
+    /// `new Bus({capacity?, breaker?, routeCache?, onError?})`. `breaker` takes
+    /// `{failureThreshold, openMs, halfOpenProbes, bypassPriority, failureRate, backoff}`
+    /// or `false` for no breakers; `onError(error, subscriptionId, event)` hears handler errors.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "BusOptions | undefined")] options: JsValue,
+    ) -> Result<Bus> {
+        let options: BusOptions = if options.is_undefined() || options.is_null() {
+            BusOptions::default()
+        } else {
+            from_js(options)?
+        };
+        let defaults = BusConfig::default();
+        let config = BusConfig {
+            capacity: options.capacity.unwrap_or(defaults.capacity).max(1),
+            breaker: breaker_config(&options.breaker)?,
+            route_cache: options.route_cache.unwrap_or(defaults.route_cache),
+        };
+        let mut bus = EventBus::new(config, now_ms as Clock);
+        let thrown: Thrown = Rc::default();
+        let on_error: Rc<RefCell<Option<Function>>> =
+            Rc::new(RefCell::new(options.on_error.dyn_into::<Function>().ok()));
+        let (slot, callback) = (thrown.clone(), on_error.clone());
+        bus.on_error(move |sub, event, error| {
+            let thrown = slot.borrow_mut().take().unwrap_or_else(|| js_sys::Error::new(&error.0).into());
+            if let Some(f) = callback.borrow().as_ref() {
+                // An onError that throws is ignored: it must not stop dispatch.
+                let _ = f.call3(
+                    &JsValue::UNDEFINED,
+                    &thrown,
+                    &(sub.get() as f64).into(),
+                    &event_object(event, &event.topic.as_ref().into()),
+                );
+            }
+        });
+        Ok(Bus {
+            inner: RefCell::new(bus),
+            pending: RefCell::default(),
+            capacity: config.capacity,
+            next_id: std::cell::Cell::new(1),
+            thrown,
+            on_error,
+        })
+    }
+
+    /// Calls `handler({id, topic, priority, timestamp, payload})` for events on
+    /// topics matching `pattern`; returns the subscription id. `{once: true}`
+    /// removes it after the first call.
+    pub fn subscribe(
+        &self,
+        pattern: &str,
+        #[wasm_bindgen(unchecked_param_type = "(event: BusEvent) => void")] handler: Function,
+        #[wasm_bindgen(unchecked_param_type = "{ once?: boolean } | undefined")] options: JsValue,
+    ) -> Result<f64> {
+        let options: SubscribeInput =
+            if options.is_undefined() { SubscribeInput::default() } else { from_js(options)? };
+        let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("subscribe"))?;
+        let thrown = self.thrown.clone();
+        let topics = RefCell::new(TopicCache::default());
+        let id = bus
+            .subscribe_with(pattern, SubscribeOptions { once: options.once, breaker: None }, move |event| {
+                let topic = topics.borrow_mut().get(&event.topic);
+                let outcome = call_handler(&handler, &event_object(event, &topic));
+                if outcome.is_undefined() {
+                    return Ok(());
+                }
+                let error = js_sys::Reflect::get(&outcome, &"error".into()).unwrap_or(outcome);
+                let message = error_message(&error);
+                *thrown.borrow_mut() = Some(error);
+                Err(HandlerError(message))
+            })
+            .map_err(|e| match e {
+                swarmbus_core::BusError::InvalidPattern(e) => Error::pattern(e),
+                other => other.into(),
+            })?;
+        Ok(id.get() as f64)
+    }
+
+    /// Removes a subscription; `false` if it did not exist.
+    pub fn unsubscribe(&self, id: f64) -> Result<bool> {
+        let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("unsubscribe"))?;
+        Ok(bus.unsubscribe(SubscriptionId::from_raw(id as u64)))
+    }
+
+    /// Queues an event; returns its id. `{priority = 5, ttlMs}`.
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ priority?: number, ttlMs?: number } | undefined")]
+        options: JsValue,
+    ) -> Result<f64> {
+        let options: PublishInput =
+            if options.is_undefined() { PublishInput::default() } else { from_js(options)? };
+        let options = PublishOptions { priority: priority_of(options.priority)?, ttl_ms: options.ttl_ms };
+        self.publish_one(topic, payload, options)
+    }
+
+    /// Queues one event per element of `payloads`, all on `topic` with one
+    /// `priority`; returns how many were queued. Stops at the first error and
+    /// throws it (earlier events stay queued).
+    #[wasm_bindgen(js_name = publishBatch)]
+    pub fn publish_batch(&self, topic: &str, payloads: Array, priority: Option<u8>) -> Result<u32> {
+        let options = PublishOptions { priority: priority_of(priority)?, ttl_ms: None };
+        let mut queued = 0;
+        for payload in payloads.iter() {
+            self.publish_one(topic, payload, options)?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Queues an encoded envelope, routed on its header only: the handler's
+    /// `payload` is the envelope's bytes, undecoded. Returns the envelope id.
+    #[wasm_bindgen(js_name = publishEnvelope)]
+    pub fn publish_envelope(&self, bytes: Uint8Array) -> Result<f64> {
+        let mut header_bytes = [0u8; 512];
+        let n = (bytes.length() as usize).min(header_bytes.len());
+        bytes.subarray(0, n as u32).copy_to(&mut header_bytes[..n]);
+        let header = match envelope::peek_header(&header_bytes[..n]) {
+            Ok(header) => header,
+            // A header longer than 512 bytes (long topic): read from a full copy.
+            Err(swarmbus_core::CodecError::Truncated) if n < bytes.length() as usize => {
+                let all = bytes.to_vec();
+                let header = envelope::peek_header(&all)?;
+                return self.publish_with_id(
+                    header.topic,
+                    bytes.into(),
+                    PublishOptions::from(header.priority),
+                    header.id,
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (topic, priority, id) = (header.topic.to_owned(), header.priority, header.id);
+        self.publish_with_id(&topic, bytes.into(), PublishOptions::from(priority), id)
+    }
+
+    /// Dispatches up to `max` queued events (all when omitted), most urgent
+    /// first; returns the number of handler calls. Handler errors do not throw.
+    pub fn drain(&self, max: Option<f64>) -> Result<u32> {
+        let max = max.map_or(usize::MAX, |m| if m.is_finite() && m >= 0.0 { m as usize } else { usize::MAX });
+        let calls = {
+            let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("drain"))?;
+            bus.drain(max).calls
+        };
+        self.flush_pending();
+        Ok(calls as u32)
+    }
+
+    /// Sets (or clears, with `null`) the callback that hears handler errors.
+    #[wasm_bindgen(js_name = onError)]
+    pub fn on_error(&self, callback: Option<Function>) {
+        *self.on_error.borrow_mut() = callback;
+    }
+
+    /// The breaker of a subscription: `{state, consecutiveFailures, ...}`, or `null`.
+    #[wasm_bindgen(js_name = breakerState, unchecked_return_type = "BreakerStateInfo | null")]
+    pub fn breaker_state(&self, id: f64) -> Result<JsValue> {
+        let bus = self.inner.try_borrow().map_err(|_| busy("breakerState"))?;
+        match bus.breaker(SubscriptionId::from_raw(id as u64)) {
+            None => Ok(JsValue::NULL),
+            Some(breaker) => breaker_info(&breaker.state(), breaker.transition_count(), breaker.window()),
+        }
+    }
+
+    /// Counters: totals, per-priority arrays (index = priority) and the queue depth.
+    #[wasm_bindgen(unchecked_return_type = "BusMetrics")]
+    pub fn metrics(&self) -> Result<JsValue> {
+        let bus = self.inner.try_borrow().map_err(|_| busy("metrics"))?;
+        let m = bus.metrics();
+        let sum = |c: &PerPriority| c.iter().sum::<u64>();
+        let dropped = m.dropped();
+        to_js(&MetricsView {
+            published: sum(&m.published),
+            delivered: m.delivered,
+            dropped: sum(&dropped) + sum(&m.skipped_open),
+            rejected: sum(&m.rejected),
+            evicted: sum(&m.evicted),
+            expired: sum(&m.expired),
+            skipped_open: sum(&m.skipped_open),
+            handler_errors: m.handler_errors,
+            unrouted: m.unrouted,
+            breaker_transitions: m.breaker_transitions,
+            queued: bus.queue_len() as u64,
+            by_priority: ByPriority {
+                published: m.published,
+                dispatched: m.dispatched,
+                dropped,
+                rejected: m.rejected,
+                skipped_open: m.skipped_open,
+                queued: bus.queue_depth().map(|d| d as u64),
+            },
+        })
+    }
+
+    /// Number of live subscriptions.
+    #[wasm_bindgen(getter, js_name = subscriptionCount)]
+    pub fn subscription_count(&self) -> usize {
+        self.inner.try_borrow().map_or(0, |b| b.subscription_count())
+    }
+
+    /// Events waiting for `drain`.
+    #[wasm_bindgen(getter)]
+    pub fn queued(&self) -> usize {
+        self.inner.try_borrow().map_or(0, |b| b.queue_len()) + self.pending.borrow().len()
+    }
+}
+
+impl Bus {
+    fn publish_one(&self, topic: &str, payload: JsValue, options: PublishOptions) -> Result<f64> {
+        let id = self.next_id.get();
+        self.publish_with_id(topic, payload, options, id)
+    }
+
+    fn publish_with_id(
+        &self,
+        topic: &str,
+        payload: JsValue,
+        options: PublishOptions,
+        id: u64,
+    ) -> Result<f64> {
+        self.next_id.set(self.next_id.get().max(id.saturating_add(1)));
+        let Ok(mut bus) = self.inner.try_borrow_mut() else {
+            // Inside a handler: validate now, queue after the drain loop.
+            swarmbus_core::topic::validate_topic(topic).map_err(Error::topic)?;
+            let mut pending = self.pending.borrow_mut();
+            if pending.len() >= self.capacity {
+                return Err(Error::new(
+                    "QUEUE_FULL",
+                    "too many publishes from inside handlers during one drain",
+                ));
+            }
+            pending.push_back(Pending { topic: topic.to_owned(), payload, options, id });
+            return Ok(id as f64);
+        };
+        let event = Event {
+            id: EventId(id),
+            topic: Arc::from(topic),
+            priority: options.priority,
+            timestamp_ms: now_ms(),
+            ttl_ms: options.ttl_ms,
+            payload,
+        };
+        bus.publish_event(event).map_err(|e| match e {
+            swarmbus_core::BusError::InvalidTopic(e) => Error::topic(e),
+            other => other.into(),
+        })?;
+        Ok(id as f64)
+    }
+
+    fn flush_pending(&self) {
+        loop {
+            let Some(p) = self.pending.borrow_mut().pop_front() else { break };
+            // Topics were validated when queued; a full queue is counted by the core as rejected.
+            let _ = self.publish_with_id(&p.topic, p.payload, p.options, p.id);
+        }
+    }
+}
+
+fn busy(method: &str) -> Error {
+    Error::new("REENTRANT", format_args!("Bus.{method} cannot be called from inside a handler during drain"))
+}
+
+/// The object a handler receives.
+fn event_object(event: &Event<JsValue>, topic: &JsValue) -> JsValue {
+    make_event(event.id.0 as f64, topic, event.priority.get(), event.timestamp_ms as f64, &event.payload)
+}
+
+// The handler call catches in JS and returns `{ error }` on a throw: wasm-bindgen's
+// own `catch` path leaked one externref slot per caught exception in our soak test.
+#[wasm_bindgen(inline_js = "
+export function make_event(id, topic, priority, timestamp, payload) { return { id, topic, priority, timestamp, payload }; }
+export function call_handler(f, event) { try { f(event); return undefined; } catch (error) { return { error }; } }
+export function try_call(f) { try { return { ok: true, value: f() }; } catch (error) { return { ok: false, value: error }; } }
+")]
+extern "C" {
+    fn make_event(id: f64, topic: &JsValue, priority: u8, timestamp: f64, payload: &JsValue) -> JsValue;
+    fn call_handler(f: &Function, event: &JsValue) -> JsValue;
+    /// Calls `f()`: `{ok: true, value}` or `{ok: false, value: thrown}`.
+    pub(crate) fn try_call(f: &Function) -> JsValue;
+}
+
+/// Message of a thrown JS value (an `Error`'s message, or its string form).
+pub(crate) fn error_message(error: &JsValue) -> String {
+    if let Some(e) = error.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    error.as_string().unwrap_or_else(|| format!("{error:?}"))
+}
+
+pub(crate) fn breaker_info(state: &BreakerState, transitions: u64, window: (u32, u32)) -> Result<JsValue> {
+    let out: Object = to_js(state)?.unchecked_into();
+    let consecutive = match state {
+        BreakerState::Closed { consecutive_failures } => *consecutive_failures,
+        _ => 0,
+    };
+    set(&out, "consecutiveFailures", &consecutive.into());
+    set(&out, "transitions", &(transitions as f64).into());
+    set(&out, "windowFailures", &window.0.into());
+    set(&out, "windowCalls", &window.1.into());
+    Ok(out.into())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricsView {
+    published: u64,
+    delivered: u64,
+    dropped: u64,
+    rejected: u64,
+    evicted: u64,
+    expired: u64,
+    skipped_open: u64,
+    handler_errors: u64,
+    unrouted: u64,
+    breaker_transitions: u64,
+    queued: u64,
+    by_priority: ByPriority,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ByPriority {
+    published: PerPriority,
+    dispatched: PerPriority,
+    dropped: PerPriority,
+    rejected: PerPriority,
+    skipped_open: PerPriority,
+    queued: PerPriority,
+}

@@ -1,0 +1,148 @@
+//! `encode` / `decode` (MessagePack ⇄ plain JS values) and the envelope functions.
+
+use std::cell::Cell;
+
+use js_sys::{Object, Reflect, Uint8Array};
+use serde::Deserialize;
+use swarmbus_core::envelope::{self, Envelope};
+use swarmbus_core::Priority;
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{from_js, u64_to_js, value_to_js};
+use crate::error::{Error, Result};
+
+/// Deepest nesting `decode` accepts.
+const MAX_DEPTH: usize = 128;
+
+/// Encodes any JSON-compatible value (plus `Uint8Array` and `BigInt`) as MessagePack.
+#[wasm_bindgen]
+pub fn encode(value: JsValue) -> Result<Vec<u8>> {
+    let value: rmpv::Value = from_js(value)?;
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &value).map_err(|e| Error::new("ENCODE_ERROR", e))?;
+    Ok(out)
+}
+
+/// Decodes MessagePack into plain JS values: maps become objects, bin becomes
+/// `Uint8Array`, integers beyond ±2^53 become `BigInt`.
+#[wasm_bindgen]
+pub fn decode(bytes: &[u8]) -> Result<JsValue> {
+    value_to_js(&read_value(bytes)?).map_err(|e| Error::decode(e.message))
+}
+
+/// One complete MessagePack value, nothing after it.
+pub(crate) fn read_value(bytes: &[u8]) -> Result<rmpv::Value> {
+    // rmpv reads the never-used marker 0xc1 as nil; MessagePack says it is invalid.
+    if bytes.first() == Some(&0xc1) {
+        return Err(Error::decode("invalid MessagePack: marker 0xc1 is never used"));
+    }
+    let mut rest = bytes;
+    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
+        .map_err(|e| Error::decode(format_args!("invalid MessagePack: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::decode(format_args!("{} bytes after the end of the value", rest.len())));
+    }
+    Ok(value)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeInput {
+    topic: String,
+    #[serde(default)]
+    priority: Option<u8>,
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    payload: JsValue,
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    swarm: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+thread_local! {
+    static NEXT_ENVELOPE_ID: Cell<u64> = Cell::new((js_sys::Math::random() * (1u64 << 40) as f64) as u64 * 1_000);
+}
+
+/// The next envelope id of this module instance: random start, then counting.
+pub(crate) fn next_envelope_id() -> u64 {
+    NEXT_ENVELOPE_ID.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    })
+}
+
+/// Payload bytes of a JS value: a `Uint8Array` as is, anything else MessagePack-encoded.
+pub(crate) fn payload_bytes(payload: JsValue) -> Result<Vec<u8>> {
+    match payload.dyn_into::<Uint8Array>() {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(other) => encode(other),
+    }
+}
+
+/// Encodes an envelope. `payload` is sent as is when it is a `Uint8Array` and
+/// MessagePack-encoded otherwise; `id` defaults to a per-instance counter,
+/// `priority` to 5, the timestamp is `Date.now()`.
+#[wasm_bindgen(js_name = encodeEnvelope)]
+pub fn encode_envelope(
+    #[wasm_bindgen(unchecked_param_type = "EnvelopeInput")] input: JsValue,
+) -> Result<Vec<u8>> {
+    let input: EnvelopeInput = from_js(input)?;
+    let priority = Priority::new(input.priority.unwrap_or(Priority::NORMAL.get()))?;
+    let envelope = Envelope {
+        id: input.id.unwrap_or_else(next_envelope_id),
+        topic: input.topic,
+        priority,
+        timestamp_ms: js_sys::Date::now() as u64,
+        ttl_ms: input.ttl_ms,
+        sender: input.sender,
+        swarm: input.swarm,
+        correlation_id: input.correlation_id,
+        payload: payload_bytes(input.payload)?,
+    };
+    Ok(envelope.encode()?)
+}
+
+/// Decodes an envelope; `payload` is a `Uint8Array`, optional fields are omitted when absent.
+#[wasm_bindgen(js_name = decodeEnvelope, unchecked_return_type = "DecodedEnvelope")]
+pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue> {
+    let env = envelope::decode_ref(bytes, &envelope::Limits::default())?;
+    let out = Object::new();
+    set(&out, "id", &u64_to_js(env.id));
+    set(&out, "topic", &env.topic.into());
+    set(&out, "priority", &env.priority.get().into());
+    set(&out, "timestamp", &u64_to_js(env.timestamp_ms));
+    if let Some(ttl) = env.ttl_ms {
+        set(&out, "ttlMs", &u64_to_js(ttl));
+    }
+    for (name, value) in [("sender", env.sender), ("swarm", env.swarm), ("correlationId", env.correlation_id)]
+    {
+        if let Some(value) = value {
+            set(&out, name, &value.into());
+        }
+    }
+    set(&out, "payload", &Uint8Array::from(env.payload).into());
+    Ok(out.into())
+}
+
+/// Reads `{id, topic, priority}` without decoding the rest of the envelope.
+#[wasm_bindgen(js_name = peekHeader, unchecked_return_type = "EnvelopeHeader")]
+pub fn peek_header(bytes: &[u8]) -> Result<JsValue> {
+    let header = envelope::peek_header(bytes)?;
+    let out = Object::new();
+    set(&out, "id", &u64_to_js(header.id));
+    set(&out, "topic", &header.topic.into());
+    set(&out, "priority", &header.priority.get().into());
+    Ok(out.into())
+}
+
+/// Sets a property on an object this module just created (cannot fail).
+pub(crate) fn set(target: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(target, &key.into(), value);
+}
