@@ -45,9 +45,10 @@ fmt:
 fmt-check:
     cargo fmt --all --check
 
-# Clippy on every target, warnings are errors.
+# Clippy on every target (native and wasm32), warnings are errors.
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p swarmbus-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 # Core unit, property and doc tests, with and without std.
 test-core:
@@ -65,10 +66,10 @@ wasm_opt_flags := "--enable-bulk-memory --enable-nontrapping-float-to-int --enab
 
 # Build the npm package `swarmbus` into crates/wasm/pkg (release, wasm-bindgen --target web, wasm-opt).
 build-wasm:
-    cargo build --release -p swarmbus-wasm --target wasm32-unknown-unknown
+    cargo build --profile wasm-release -p swarmbus-wasm --target wasm32-unknown-unknown
     rm -rf {{wasm_pkg}} && mkdir -p {{wasm_pkg}}
-    wasm-bindgen --target web --weak-refs --out-dir {{wasm_pkg}} --out-name swarmbus target/wasm32-unknown-unknown/release/swarmbus_wasm.wasm
-    node_modules/.bin/wasm-opt -O3 {{wasm_opt_flags}} {{wasm_pkg}}/swarmbus_bg.wasm -o {{wasm_pkg}}/swarmbus_bg.wasm
+    wasm-bindgen --target web --weak-refs --out-dir {{wasm_pkg}} --out-name swarmbus target/wasm32-unknown-unknown/wasm-release/swarmbus_wasm.wasm
+    node_modules/.bin/wasm-opt -Oz {{wasm_opt_flags}} {{wasm_pkg}}/swarmbus_bg.wasm -o {{wasm_pkg}}/swarmbus_bg.wasm
     cp crates/wasm/js/* {{wasm_pkg}}/
     @echo "swarmbus_bg.wasm: $(stat -c %s {{wasm_pkg}}/swarmbus_bg.wasm) bytes raw, $(gzip -9 -c {{wasm_pkg}}/swarmbus_bg.wasm | wc -c) bytes gzip"
 
@@ -81,6 +82,11 @@ test-wasm:
 test-js: build-wasm
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node --test --test-reporter=spec crates/wasm/tests-js/
+
+# The leak test for longer: `just soak 60` runs about an hour of mixed operations.
+soak minutes="10": build-wasm
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+    SWARMBUS_SOAK_OPS=$(( {{minutes}} * 3000000 )) node --test --test-timeout=$(( ({{minutes}} + 5) * 60000 )) crates/wasm/tests-js/memory.test.mjs
 
 # Keep the fuzz targets compiling (stable toolchain, no fuzzing).
 build-fuzz:
