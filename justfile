@@ -69,7 +69,7 @@ build-wasm:
     cargo build --profile wasm-release -p swarmbus-wasm --target wasm32-unknown-unknown
     rm -rf {{wasm_pkg}} && mkdir -p {{wasm_pkg}}
     wasm-bindgen --target web --weak-refs --out-dir {{wasm_pkg}} --out-name swarmbus target/wasm32-unknown-unknown/wasm-release/swarmbus_wasm.wasm
-    node_modules/.bin/wasm-opt -Oz {{wasm_opt_flags}} {{wasm_pkg}}/swarmbus_bg.wasm -o {{wasm_pkg}}/swarmbus_bg.wasm
+    node_modules/.bin/wasm-opt -O3 {{wasm_opt_flags}} {{wasm_pkg}}/swarmbus_bg.wasm -o {{wasm_pkg}}/swarmbus_bg.wasm
     cp crates/wasm/js/* {{wasm_pkg}}/
     @echo "swarmbus_bg.wasm: $(stat -c %s {{wasm_pkg}}/swarmbus_bg.wasm) bytes raw, $(gzip -9 -c {{wasm_pkg}}/swarmbus_bg.wasm | wc -c) bytes gzip"
 
@@ -110,3 +110,8 @@ bench-core *args:
 # Run the core bus demo: a small swarm on one event bus, narrated.
 demo *args:
     cargo run --release -p swarmbus-core --example swarm_demo -- {{args}}
+
+# Benchmarks of the wasm package against JS peers (eventemitter3, msgpackr, opossum, RegExp loop, JSON.parse).
+bench-js: build-wasm
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+    node crates/wasm/bench/bench.mjs

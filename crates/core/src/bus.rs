@@ -242,10 +242,22 @@ impl<P, C: Clock> EventBus<P, C> {
         payload: P,
         options: impl Into<PublishOptions>,
     ) -> Result<EventId, BusError> {
+        self.publish_with_id(EventId(self.next_event), topic, payload, options)
+    }
+
+    /// [`publish`](Self::publish) with an id chosen by the caller, e.g. one
+    /// handed out before the publish was deferred. Later ids continue after it.
+    pub fn publish_with_id(
+        &mut self,
+        id: EventId,
+        topic: &str,
+        payload: P,
+        options: impl Into<PublishOptions>,
+    ) -> Result<EventId, BusError> {
         let resolved = self.router.resolve(topic).map_err(BusError::InvalidTopic)?;
         let options = options.into();
         let event = Event {
-            id: EventId(self.next_event),
+            id,
             topic: resolved.topic,
             priority: options.priority,
             timestamp_ms: self.clock.now_ms(),

@@ -9,7 +9,6 @@ use js_sys::{Array, Function, Object, Uint8Array};
 use serde::{Deserialize, Serialize};
 use swarmbus_core::breaker::{BreakerConfig, BreakerState};
 use swarmbus_core::bus::{Event, EventId, HandlerError, PublishOptions, SubscribeOptions};
-use swarmbus_core::envelope;
 use swarmbus_core::metrics::PerPriority;
 use swarmbus_core::{BusConfig, EventBus, Priority, SubscriptionId};
 use wasm_bindgen::prelude::*;
@@ -34,13 +33,6 @@ struct BusOptions {
     route_cache: Option<usize>,
     #[serde(with = "serde_wasm_bindgen::preserve")]
     on_error: JsValue,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct PublishInput {
-    priority: Option<u8>,
-    ttl_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -110,6 +102,41 @@ fn priority_of(value: Option<u8>) -> Result<Priority> {
     Ok(Priority::new(value.unwrap_or(Priority::NORMAL.get()))?)
 }
 
+/// A JS number that must be an integer in 0..=9.
+fn priority_from_f64(value: f64) -> Result<Priority> {
+    if value.fract() != 0.0 || !(0.0..=255.0).contains(&value) {
+        return Err(Error::new(
+            "INVALID_PRIORITY",
+            format_args!("priority {value} is not an integer in 0..=9"),
+        ));
+    }
+    priority_of(Some(value as u8))
+}
+
+/// Reads publish options without serde: this runs once per publish.
+fn publish_options(options: &JsValue) -> Result<PublishOptions> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(PublishOptions::default());
+    }
+    if let Some(priority) = options.as_f64() {
+        return Ok(PublishOptions { priority: priority_from_f64(priority)?, ttl_ms: None });
+    }
+    let priority = match option_number(options, "priority") {
+        ABSENT => Priority::NORMAL,
+        WRONG_TYPE => return Err(Error::new("INVALID_PRIORITY", "priority must be a number")),
+        p => priority_from_f64(p)?,
+    };
+    let ttl_ms = match option_number(options, "ttlMs") {
+        ABSENT => None,
+        t if t >= 0.0 && t.is_finite() => Some(t as u64),
+        _ => return Err(Error::invalid("ttlMs must be a non-negative number")),
+    };
+    Ok(PublishOptions { priority, ttl_ms })
+}
+
+const ABSENT: f64 = -1.0;
+const WRONG_TYPE: f64 = -2.0;
+
 #[wasm_bindgen]
 impl Bus {
     /// `new Bus({capacity?, breaker?, routeCache?, onError?})`. `breaker` takes
@@ -174,7 +201,14 @@ impl Bus {
         let id = bus
             .subscribe_with(pattern, SubscribeOptions { once: options.once, breaker: None }, move |event| {
                 let topic = topics.borrow_mut().get(&event.topic);
-                let outcome = call_handler(&handler, &event_object(event, &topic));
+                let outcome = call_handler(
+                    &handler,
+                    event.id.0 as f64,
+                    &topic,
+                    event.priority.get(),
+                    event.timestamp_ms as f64,
+                    &event.payload,
+                );
                 if outcome.is_undefined() {
                     return Ok(());
                 }
@@ -196,17 +230,16 @@ impl Bus {
         Ok(bus.unsubscribe(SubscriptionId::from_raw(id as u64)))
     }
 
-    /// Queues an event; returns its id. `{priority = 5, ttlMs}`.
+    /// Queues an event; returns its id. `options` is `{priority = 5, ttlMs}`
+    /// or just the priority as a number.
     pub fn publish(
         &self,
         topic: &str,
         payload: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{ priority?: number, ttlMs?: number } | undefined")]
+        #[wasm_bindgen(unchecked_param_type = "{ priority?: number, ttlMs?: number } | number | undefined")]
         options: JsValue,
     ) -> Result<f64> {
-        let options: PublishInput =
-            if options.is_undefined() { PublishInput::default() } else { from_js(options)? };
-        let options = PublishOptions { priority: priority_of(options.priority)?, ttl_ms: options.ttl_ms };
+        let options = publish_options(&options)?;
         self.publish_one(topic, payload, options)
     }
 
@@ -228,25 +261,8 @@ impl Bus {
     /// `payload` is the envelope's bytes, undecoded. Returns the envelope id.
     #[wasm_bindgen(js_name = publishEnvelope)]
     pub fn publish_envelope(&self, bytes: Uint8Array) -> Result<f64> {
-        let mut header_bytes = [0u8; 512];
-        let n = (bytes.length() as usize).min(header_bytes.len());
-        bytes.subarray(0, n as u32).copy_to(&mut header_bytes[..n]);
-        let header = match envelope::peek_header(&header_bytes[..n]) {
-            Ok(header) => header,
-            // A header longer than 512 bytes (long topic): read from a full copy.
-            Err(swarmbus_core::CodecError::Truncated) if n < bytes.length() as usize => {
-                let all = bytes.to_vec();
-                let header = envelope::peek_header(&all)?;
-                return self.publish_with_id(
-                    header.topic,
-                    bytes.into(),
-                    PublishOptions::from(header.priority),
-                    header.id,
-                );
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let (topic, priority, id) = (header.topic.to_owned(), header.priority, header.id);
+        let (topic, priority, id) =
+            crate::codec::with_header(&bytes, |h| Ok((h.topic.to_owned(), h.priority, h.id)))?;
         self.publish_with_id(&topic, bytes.into(), PublishOptions::from(priority), id)
     }
 
@@ -348,15 +364,7 @@ impl Bus {
             pending.push_back(Pending { topic: topic.to_owned(), payload, options, id });
             return Ok(id as f64);
         };
-        let event = Event {
-            id: EventId(id),
-            topic: Arc::from(topic),
-            priority: options.priority,
-            timestamp_ms: now_ms(),
-            ttl_ms: options.ttl_ms,
-            payload,
-        };
-        bus.publish_event(event).map_err(|e| match e {
+        bus.publish_with_id(EventId(id), topic, payload, options).map_err(|e| match e {
             swarmbus_core::BusError::InvalidTopic(e) => Error::topic(e),
             other => other.into(),
         })?;
@@ -385,14 +393,24 @@ fn event_object(event: &Event<JsValue>, topic: &JsValue) -> JsValue {
 // own `catch` path leaked one externref slot per caught exception in our soak test.
 #[wasm_bindgen(inline_js = "
 export function make_event(id, topic, priority, timestamp, payload) { return { id, topic, priority, timestamp, payload }; }
-export function call_handler(f, event) { try { f(event); return undefined; } catch (error) { return { error }; } }
+export function call_handler(f, id, topic, priority, timestamp, payload) { try { f({ id, topic, priority, timestamp, payload }); return undefined; } catch (error) { return { error }; } }
 export function try_call(f) { try { return { ok: true, value: f() }; } catch (error) { return { ok: false, value: error }; } }
+export function option_number(o, key) { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; }
 ")]
 extern "C" {
     fn make_event(id: f64, topic: &JsValue, priority: u8, timestamp: f64, payload: &JsValue) -> JsValue;
-    fn call_handler(f: &Function, event: &JsValue) -> JsValue;
+    fn call_handler(
+        f: &Function,
+        id: f64,
+        topic: &JsValue,
+        priority: u8,
+        timestamp: f64,
+        payload: &JsValue,
+    ) -> JsValue;
     /// Calls `f()`: `{ok: true, value}` or `{ok: false, value: thrown}`.
     pub(crate) fn try_call(f: &Function) -> JsValue;
+    /// `o[key]` as a number: -1 absent, -2 not a number, -3 negative.
+    fn option_number(o: &JsValue, key: &str) -> f64;
 }
 
 /// Message of a thrown JS value (an `Error`'s message, or its string form).

@@ -27,7 +27,38 @@ pub fn encode(value: JsValue) -> Result<Vec<u8>> {
 /// `Uint8Array`, integers beyond ±2^53 become `BigInt`.
 #[wasm_bindgen]
 pub fn decode(bytes: &[u8]) -> Result<JsValue> {
-    value_to_js(&read_value(bytes)?).map_err(|e| Error::decode(e.message))
+    let value = read_value(bytes)?;
+    if is_json_safe(&value, 0) {
+        // Fast path: one JSON text handed to the engine's JSON.parse beats
+        // building the value property by property across the boundary.
+        let text = serde_json::to_string(&value).map_err(Error::decode)?;
+        return js_sys::JSON::parse(&text).map_err(|_| Error::decode("internal: JSON fast path failed"));
+    }
+    value_to_js(&value).map_err(|e| Error::decode(e.message))
+}
+
+/// True when JSON text represents `value` exactly: no binary or extension
+/// types, string keys, integers within ±2^53, finite floats.
+fn is_json_safe(value: &rmpv::Value, depth: usize) -> bool {
+    use rmpv::Value as V;
+    match value {
+        V::Nil | V::Boolean(_) => true,
+        V::String(s) => s.is_str(),
+        V::Integer(i) => i.as_u64().map_or_else(
+            || i.as_i64().is_some_and(|n| n.unsigned_abs() <= crate::convert::MAX_SAFE_INTEGER),
+            |n| n <= crate::convert::MAX_SAFE_INTEGER,
+        ),
+        V::F32(f) => f.is_finite(),
+        V::F64(f) => f.is_finite(),
+        V::Binary(_) | V::Ext(..) => false,
+        V::Array(items) => depth < MAX_DEPTH && items.iter().all(|v| is_json_safe(v, depth + 1)),
+        V::Map(entries) => {
+            depth < MAX_DEPTH
+                && entries
+                    .iter()
+                    .all(|(k, v)| matches!(k, V::String(s) if s.is_str()) && is_json_safe(v, depth + 1))
+        }
+    }
 }
 
 /// One complete MessagePack value, nothing after it.
@@ -133,13 +164,33 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue> {
 
 /// Reads `{id, topic, priority}` without decoding the rest of the envelope.
 #[wasm_bindgen(js_name = peekHeader, unchecked_return_type = "EnvelopeHeader")]
-pub fn peek_header(bytes: &[u8]) -> Result<JsValue> {
-    let header = envelope::peek_header(bytes)?;
-    let out = Object::new();
-    set(&out, "id", &u64_to_js(header.id));
-    set(&out, "topic", &header.topic.into());
-    set(&out, "priority", &header.priority.get().into());
-    Ok(out.into())
+pub fn peek_header(bytes: &Uint8Array) -> Result<JsValue> {
+    with_header(bytes, |header| Ok(make_header(&u64_to_js(header.id), header.topic, header.priority.get())))
+}
+
+/// Reads an envelope's header from a JS byte array, copying only its first
+/// bytes into wasm memory (the whole array only when the header is longer).
+pub(crate) fn with_header<T>(
+    bytes: &Uint8Array,
+    f: impl FnOnce(envelope::Header<'_>) -> Result<T>,
+) -> Result<T> {
+    const PREFIX: u32 = 512;
+    let len = bytes.length();
+    let mut prefix = [0u8; PREFIX as usize];
+    let n = len.min(PREFIX);
+    bytes.subarray(0, n).copy_to(&mut prefix[..n as usize]);
+    match envelope::peek_header(&prefix[..n as usize]) {
+        Ok(header) => f(header),
+        Err(swarmbus_core::CodecError::Truncated) if n < len => f(envelope::peek_header(&bytes.to_vec())?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[wasm_bindgen(
+    inline_js = "export function make_header(id, topic, priority) { return { id, topic, priority }; }"
+)]
+extern "C" {
+    fn make_header(id: &JsValue, topic: &str, priority: u8) -> JsValue;
 }
 
 /// Sets a property on an object this module just created (cannot fail).
