@@ -267,6 +267,43 @@ impl<P, C: Clock> EventBus<P, C> {
         self.enqueue(Queued { event, route: resolved.route, generation: resolved.generation })
     }
 
+    /// Queues one event per `(id, payload)` on one topic with one set of
+    /// options, resolving the topic once. Returns how many were queued; on an
+    /// error the events before it stay queued.
+    ///
+    /// # Examples
+    /// ```
+    /// use swarmbus_core::{BusConfig, EventBus, EventId, Priority};
+    /// let mut bus = EventBus::new(BusConfig::default(), || 0u64);
+    /// let queued = bus.publish_batch("swarm.a.tick", (1..=3).map(|i| (EventId(i), i)), Priority::BULK)?;
+    /// assert_eq!((queued, bus.queue_len()), (3, 3));
+    /// # Ok::<(), swarmbus_core::BusError>(())
+    /// ```
+    pub fn publish_batch(
+        &mut self,
+        topic: &str,
+        events: impl IntoIterator<Item = (EventId, P)>,
+        options: impl Into<PublishOptions>,
+    ) -> Result<usize, BusError> {
+        let resolved = self.router.resolve(topic).map_err(BusError::InvalidTopic)?;
+        let options = options.into();
+        let timestamp_ms = self.clock.now_ms();
+        let mut queued = 0;
+        for (id, payload) in events {
+            let event = Event {
+                id,
+                topic: resolved.topic.clone(),
+                priority: options.priority,
+                timestamp_ms,
+                ttl_ms: options.ttl_ms,
+                payload,
+            };
+            self.enqueue(Queued { event, route: resolved.route.clone(), generation: resolved.generation })?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
     /// Queues an event built elsewhere (e.g. decoded from an envelope) with its
     /// own id and timestamp. The topic is validated again.
     pub fn publish_event(&mut self, event: Event<P>) -> Result<EventId, BusError> {

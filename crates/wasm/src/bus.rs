@@ -19,8 +19,19 @@ use crate::error::{Error, Result};
 
 type Clock = fn() -> u64;
 
+thread_local! {
+    /// `Date.now()` read once per public call, not once per event.
+    static NOW_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The bus clock: the time of the current public call.
 fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
+    NOW_MS.with(|now| now.get())
+}
+
+/// Reads `Date.now()` into the bus clock; every public entry point calls it.
+fn tick() {
+    NOW_MS.with(|now| now.set(js_sys::Date::now() as u64));
 }
 
 #[derive(Deserialize, Default)]
@@ -239,6 +250,7 @@ impl Bus {
         #[wasm_bindgen(unchecked_param_type = "{ priority?: number, ttlMs?: number } | number | undefined")]
         options: JsValue,
     ) -> Result<f64> {
+        tick();
         let options = publish_options(&options)?;
         self.publish_one(topic, payload, options)
     }
@@ -248,19 +260,31 @@ impl Bus {
     /// throws it (earlier events stay queued).
     #[wasm_bindgen(js_name = publishBatch)]
     pub fn publish_batch(&self, topic: &str, payloads: Array, priority: Option<u8>) -> Result<u32> {
+        tick();
         let options = PublishOptions { priority: priority_of(priority)?, ttl_ms: None };
-        let mut queued = 0;
-        for payload in payloads.iter() {
-            self.publish_one(topic, payload, options)?;
-            queued += 1;
-        }
-        Ok(queued)
+        let Ok(mut bus) = self.inner.try_borrow_mut() else {
+            // Inside a handler: one by one through the deferred path.
+            for payload in payloads.iter() {
+                self.publish_one(topic, payload, options)?;
+            }
+            return Ok(payloads.length());
+        };
+        let first = self.next_id.get();
+        let count = payloads.length() as u64;
+        self.next_id.set(first + count);
+        let events = payloads.iter().enumerate().map(|(i, payload)| (EventId(first + i as u64), payload));
+        let queued = bus.publish_batch(topic, events, options).map_err(|e| match e {
+            swarmbus_core::BusError::InvalidTopic(e) => Error::topic(e),
+            other => other.into(),
+        })?;
+        Ok(queued as u32)
     }
 
     /// Queues an encoded envelope, routed on its header only: the handler's
     /// `payload` is the envelope's bytes, undecoded. Returns the envelope id.
     #[wasm_bindgen(js_name = publishEnvelope)]
     pub fn publish_envelope(&self, bytes: Uint8Array) -> Result<f64> {
+        tick();
         let (topic, priority, id) =
             crate::codec::with_header(&bytes, |h| Ok((h.topic.to_owned(), h.priority, h.id)))?;
         self.publish_with_id(&topic, bytes.into(), PublishOptions::from(priority), id)
@@ -269,6 +293,7 @@ impl Bus {
     /// Dispatches up to `max` queued events (all when omitted), most urgent
     /// first; returns the number of handler calls. Handler errors do not throw.
     pub fn drain(&self, max: Option<f64>) -> Result<u32> {
+        tick();
         let max = max.map_or(usize::MAX, |m| if m.is_finite() && m >= 0.0 { m as usize } else { usize::MAX });
         let calls = {
             let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("drain"))?;
