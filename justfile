@@ -79,9 +79,17 @@ test-wasm:
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_TIMEOUT=120 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver cargo test -p swarmbus-wasm --target wasm32-unknown-unknown
 
 # Node integration tests that import the built package as a user would (`swarmbus/node`).
-test-js: build-wasm
+test-js: build-wasm check-dts
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node --test --test-reporter=spec crates/wasm/tests-js/
+
+# The JS contract: the generated .d.ts must equal crates/wasm/api/swarmbus.d.ts.
+# After an intended API change: `SWARMBUS_BLESS=1 just check-dts`.
+check-dts:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "${SWARMBUS_BLESS:-}" = 1 ]; then cp {{wasm_pkg}}/swarmbus.d.ts crates/wasm/api/swarmbus.d.ts; fi
+    diff -u crates/wasm/api/swarmbus.d.ts {{wasm_pkg}}/swarmbus.d.ts || { echo "the .d.ts changed: review, then SWARMBUS_BLESS=1 just check-dts"; exit 1; }
 
 # The leak test for longer: `just soak 60` runs about an hour of mixed operations.
 soak minutes="10": build-wasm

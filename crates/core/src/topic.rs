@@ -44,6 +44,9 @@ pub enum PatternKind {
 /// assert_eq!(validate_topic("swarm.*"), Err(TopicError::WildcardInTopic { index: 1 }));
 /// ```
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
+    if is_plain_topic(topic.as_bytes()) {
+        return Ok(());
+    }
     match scan(topic)? {
         Scan { first_wildcard: Some(index), .. } => Err(TopicError::WildcardInTopic { index }),
         _ => Ok(()),
@@ -120,7 +123,42 @@ fn scan(input: &str) -> Result<Scan, TopicError> {
 
 #[inline]
 fn is_token_byte(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) && b != b'.' && b != b'*' && b != b'>'
+    TOKEN_BYTES[b as usize]
+}
+
+/// `TOKEN_BYTES[b]`: may `b` appear inside a token?
+static TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        table[b] = b != b'.' as usize && b != b'*' as usize && b != b'>' as usize;
+        b += 1;
+    }
+    table
+};
+
+/// The common case in one tight pass: a valid topic without wildcards. Anything
+/// else goes through [`scan`], which names the problem.
+fn is_plain_topic(bytes: &[u8]) -> bool {
+    if bytes.is_empty() || bytes.len() > MAX_TOPIC_LEN {
+        return false;
+    }
+    let mut dots = 0;
+    let mut after_dot = true;
+    for &b in bytes {
+        if b == b'.' {
+            if after_dot {
+                return false;
+            }
+            dots += 1;
+            after_dot = true;
+        } else if TOKEN_BYTES[b as usize] {
+            after_dot = false;
+        } else {
+            return false;
+        }
+    }
+    !after_dot && dots < MAX_TOKENS
 }
 
 /// Reference matcher: does `pattern` match `topic`? Both must already be valid.
@@ -199,6 +237,20 @@ mod tests {
         assert_eq!(validate_topic(&longest), Ok(()));
         let too_long = "x".repeat(MAX_TOPIC_LEN + 1);
         assert_eq!(validate_topic(&too_long), Err(TopicError::TooLong { len: MAX_TOPIC_LEN + 1 }));
+    }
+
+    proptest::proptest! {
+        // The fast path must agree with the full scan on every input.
+        #[test]
+        fn fast_path_agrees_with_scan(input in "[ab.*> \t]{0,40}") {
+            let by_scan = match scan(&input) {
+                Ok(Scan { first_wildcard: Some(index), .. }) => Err(TopicError::WildcardInTopic { index }),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            proptest::prop_assert_eq!(validate_topic(&input), by_scan);
+            proptest::prop_assert_eq!(is_plain_topic(input.as_bytes()), validate_topic(&input).is_ok());
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `encode` / `decode` (MessagePack ⇄ plain JS values) and the envelope functions.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use js_sys::{Object, Reflect, Uint8Array};
 use serde::Deserialize;
@@ -164,8 +165,32 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue> {
 
 /// Reads `{id, topic, priority}` without decoding the rest of the envelope.
 #[wasm_bindgen(js_name = peekHeader, unchecked_return_type = "EnvelopeHeader")]
-pub fn peek_header(bytes: &Uint8Array) -> Result<JsValue> {
-    with_header(bytes, |header| Ok(make_header(&u64_to_js(header.id), header.topic, header.priority.get())))
+pub fn peek_header(bytes: &[u8]) -> Result<JsValue> {
+    let header = envelope::peek_header(bytes)?;
+    Ok(make_header(&u64_to_js(header.id), &topic_string(header.topic), header.priority.get()))
+}
+
+thread_local! {
+    /// JS strings of recently seen topics: decoding UTF-8 into a JS string costs
+    /// more than the whole header read.
+    static TOPIC_STRINGS: RefCell<HashMap<Box<str>, JsValue>> = RefCell::new(HashMap::new());
+}
+
+/// The JS string of a topic, from a bounded cache.
+pub(crate) fn topic_string(topic: &str) -> JsValue {
+    const MAX_ENTRIES: usize = 1024;
+    TOPIC_STRINGS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(js) = cache.get(topic) {
+            return js.clone();
+        }
+        if cache.len() >= MAX_ENTRIES {
+            cache.clear();
+        }
+        let js = JsValue::from_str(topic);
+        cache.insert(Box::from(topic), js.clone());
+        js
+    })
 }
 
 /// Reads an envelope's header from a JS byte array, copying only its first
@@ -190,7 +215,7 @@ pub(crate) fn with_header<T>(
     inline_js = "export function make_header(id, topic, priority) { return { id, topic, priority }; }"
 )]
 extern "C" {
-    fn make_header(id: &JsValue, topic: &str, priority: u8) -> JsValue;
+    fn make_header(id: &JsValue, topic: &JsValue, priority: u8) -> JsValue;
 }
 
 /// Sets a property on an object this module just created (cannot fail).

@@ -1,0 +1,382 @@
+/* tslint:disable */
+/* eslint-disable */
+
+/** An error thrown by swarmbus: `code` is stable, `message` explains. */
+export interface SwarmbusError extends Error {
+    code: 'INVALID_TOPIC' | 'INVALID_PATTERN' | 'INVALID_PRIORITY' | 'INVALID_ARGUMENT' | 'QUEUE_FULL'
+    | 'PAYLOAD_TOO_LARGE' | 'DECODE_ERROR' | 'ENCODE_ERROR' | 'CIRCUIT_OPEN' | 'VERSION_CONFLICT'
+    | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED';
+}
+/** Input of `encodeEnvelope`. A non-`Uint8Array` payload is MessagePack-encoded. */
+export interface EnvelopeInput {
+    topic: string; payload: unknown; priority?: number; id?: number | bigint; ttlMs?: number;
+    sender?: string; swarm?: string; correlationId?: string;
+}
+/** Output of `decodeEnvelope`. */
+export interface DecodedEnvelope {
+    id: number | bigint; topic: string; priority: number; timestamp: number; payload: Uint8Array;
+    ttlMs?: number; sender?: string; swarm?: string; correlationId?: string;
+}
+/** Output of `peekHeader`. */
+export interface EnvelopeHeader { id: number | bigint; topic: string; priority: number; }
+/** What a `Bus` handler receives. */
+export interface BusEvent { id: number; topic: string; priority: number; timestamp: number; payload: any; }
+/** Options of `new CircuitBreaker()` and of `new Bus({breaker})`. */
+export interface BreakerOptions {
+    failureThreshold?: number; openMs?: number; halfOpenProbes?: number; bypassPriority?: number | null;
+    failureRate?: { thresholdPercent: number; window: number; minCalls: number } | null;
+    backoff?: { multiplier: number; maxOpenMs: number; jitterPercent: number; seed: number } | null;
+}
+/** Options of `new Bus()`. */
+export interface BusOptions {
+    capacity?: number; breaker?: BreakerOptions | false | null; routeCache?: number;
+    onError?: (error: unknown, subscriptionId: number, event: BusEvent) => void;
+}
+/** A breaker's state and counters. */
+export interface BreakerStateInfo {
+    state: 'closed' | 'open' | 'half-open' | 'forced-open' | 'disabled';
+    consecutiveFailures: number; transitions: number; windowFailures: number; windowCalls: number;
+    sinceMs?: number; waitMs?: number; admitted?: number; succeeded?: number;
+}
+/** `Bus.metrics()`: totals and per-priority arrays (index = priority 0..9). */
+export interface BusMetrics {
+    published: number; delivered: number; dropped: number; rejected: number; evicted: number; expired: number;
+    skippedOpen: number; handlerErrors: number; unrouted: number; breakerTransitions: number; queued: number;
+    byPriority: { published: number[]; dispatched: number[]; dropped: number[]; rejected: number[]; skippedOpen: number[]; queued: number[] };
+}
+/** One entry of `StateStore.snapshots()`. */
+export interface SnapshotInfo { id: number; label: string | null; version: number; keys: number; }
+/** A patch from `StateStore.diff()`. */
+export interface Patch {
+    fromVersion: number; toVersion: number;
+    ops: Array<{ op: 'set'; key: string; value: unknown } | { op: 'delete'; key: string }>;
+}
+/** `memoryStats()`. */
+export interface MemoryStats { wasmBytes: number; liveAllocations: number; liveBytes: number; }
+
+
+
+/**
+ * A priority event bus: subscribe by pattern, publish, then `drain` to dispatch.
+ *
+ * Publishing from inside a handler is allowed: the event is queued after the
+ * current `drain` finishes its loop (still bounded by `capacity`).
+ */
+export class Bus {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * The breaker of a subscription: `{state, consecutiveFailures, ...}`, or `null`.
+     */
+    breakerState(id: number): BreakerStateInfo | null;
+    /**
+     * Dispatches up to `max` queued events (all when omitted), most urgent
+     * first; returns the number of handler calls. Handler errors do not throw.
+     */
+    drain(max?: number | null): number;
+    /**
+     * Counters: totals, per-priority arrays (index = priority) and the queue depth.
+     */
+    metrics(): BusMetrics;
+    /**
+     * `new Bus({capacity?, breaker?, routeCache?, onError?})`. `breaker` takes
+     * `{failureThreshold, openMs, halfOpenProbes, bypassPriority, failureRate, backoff}`
+     * or `false` for no breakers; `onError(error, subscriptionId, event)` hears handler errors.
+     */
+    constructor(options: BusOptions | undefined);
+    /**
+     * Sets (or clears, with `null`) the callback that hears handler errors.
+     */
+    onError(callback?: Function | null): void;
+    /**
+     * Queues one event per element of `payloads`, all on `topic` with one
+     * `priority`; returns how many were queued. Stops at the first error and
+     * throws it (earlier events stay queued).
+     */
+    publishBatch(topic: string, payloads: Array<any>, priority?: number | null): number;
+    /**
+     * Queues an encoded envelope, routed on its header only: the handler's
+     * `payload` is the envelope's bytes, undecoded. Returns the envelope id.
+     */
+    publishEnvelope(bytes: Uint8Array): number;
+    /**
+     * Queues an event; returns its id. `options` is `{priority = 5, ttlMs}`
+     * or just the priority as a number.
+     */
+    publish(topic: string, payload: any, options: { priority?: number, ttlMs?: number } | number | undefined): number;
+    /**
+     * Calls `handler({id, topic, priority, timestamp, payload})` for events on
+     * topics matching `pattern`; returns the subscription id. `{once: true}`
+     * removes it after the first call.
+     */
+    subscribe(pattern: string, handler: (event: BusEvent) => void, options: { once?: boolean } | undefined): number;
+    /**
+     * Removes a subscription; `false` if it did not exist.
+     */
+    unsubscribe(id: number): boolean;
+    /**
+     * Events waiting for `drain`.
+     */
+    readonly queued: number;
+    /**
+     * Number of live subscriptions.
+     */
+    readonly subscriptionCount: number;
+}
+
+/**
+ * A circuit breaker around any function. Its state serializes with
+ * `toJSON()` and comes back with `CircuitBreaker.fromJSON()`, so a serverless
+ * worker can keep it between requests.
+ */
+export class CircuitBreaker {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * Lets every call through and records nothing until `reset()`.
+     */
+    disable(): void;
+    /**
+     * Opens the circuit until `reset()`.
+     */
+    forceOpen(): void;
+    /**
+     * Restores a breaker saved with `toJSON()` (the object, or its JSON string).
+     */
+    static fromJSON(saved: any): CircuitBreaker;
+    /**
+     * The state with its details: `{state, consecutiveFailures, sinceMs?, waitMs?, ...}`.
+     */
+    info(): BreakerStateInfo;
+    /**
+     * `new CircuitBreaker({failureThreshold = 5, openMs = 30000, halfOpenProbes = 3,
+     * bypassPriority = 8, failureRate?, backoff?})`.
+     */
+    constructor(options: BreakerOptions | undefined);
+    /**
+     * Closes the circuit and forgets failures.
+     */
+    reset(): void;
+    /**
+     * Calls `fn()` if the breaker admits it and records the outcome. Returns a
+     * promise of `fn`'s result (awaited when `fn` returns a promise); rejects
+     * with code `CIRCUIT_OPEN` without calling `fn` when the circuit is open.
+     */
+    run(f: () => unknown, options: { priority?: number } | undefined): Promise<any>;
+    /**
+     * The whole breaker (settings and state) as a plain JSON-safe object.
+     */
+    toJSON(): any;
+    /**
+     * The state name: `closed`, `open`, `half-open`, `forced-open` or `disabled`.
+     */
+    readonly state: string;
+}
+
+/**
+ * A versioned document store. Values are JSON-compatible (objects, arrays,
+ * strings, numbers, booleans, null).
+ */
+export class StateStore {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * Applies a patch from `diff`; returns the new version.
+     */
+    apply(patch: Patch): number;
+    /**
+     * Sets `key` only if its version is `expectedVersion` (0: absent);
+     * throws `VERSION_CONFLICT` otherwise. Returns the new version.
+     */
+    compareAndSet(key: string, expected_version: number, value: any): number;
+    /**
+     * Removes `key`; returns whether it existed.
+     */
+    delete(key: string): boolean;
+    /**
+     * The patch from snapshot `fromId` to snapshot `toId`:
+     * `{fromVersion, toVersion, ops: [{op: 'set', key, value} | {op: 'delete', key}]}`.
+     */
+    diff(from_id: number, to_id: number): Patch;
+    /**
+     * A store holding a state written by `toBytes()` (empty history).
+     */
+    static fromBytes(bytes: Uint8Array | number[]): StateStore;
+    /**
+     * The value of `key`, or `undefined`.
+     */
+    get(key: string): any;
+    /**
+     * The version that last wrote `key` (0 when absent).
+     */
+    keyVersion(key: string): number;
+    /**
+     * The keys, in order.
+     */
+    keys(): string[];
+    /**
+     * Merges `patch` into `key` (JSON merge patch, RFC 7396); returns the new version.
+     */
+    merge(key: string, patch: any): number;
+    /**
+     * An empty store at version 0 keeping the last `history` snapshots (default 10).
+     */
+    constructor(history?: number | null);
+    /**
+     * Returns to snapshot `id`; returns the new version.
+     */
+    restore(id: number): number;
+    /**
+     * Sets `key`; returns the new version.
+     */
+    set(key: string, value: any): number;
+    /**
+     * Records the current state in O(1); returns the snapshot id.
+     */
+    snapshot(label?: string | null): number;
+    /**
+     * The kept snapshots, oldest first: `[{id, label, version, keys}]`.
+     */
+    snapshots(): SnapshotInfo[];
+    /**
+     * The current state as MessagePack.
+     */
+    toBytes(): Uint8Array;
+    /**
+     * The store's version.
+     */
+    readonly version: number;
+}
+
+/**
+ * Decodes MessagePack into plain JS values: maps become objects, bin becomes
+ * `Uint8Array`, integers beyond ±2^53 become `BigInt`.
+ */
+export function decode(bytes: Uint8Array | number[]): any;
+
+/**
+ * Decodes an envelope; `payload` is a `Uint8Array`, optional fields are omitted when absent.
+ */
+export function decodeEnvelope(bytes: Uint8Array | number[]): DecodedEnvelope;
+
+/**
+ * Encodes any JSON-compatible value (plus `Uint8Array` and `BigInt`) as MessagePack.
+ */
+export function encode(value: any): Uint8Array;
+
+/**
+ * Encodes an envelope. `payload` is sent as is when it is a `Uint8Array` and
+ * MessagePack-encoded otherwise; `id` defaults to a per-instance counter,
+ * `priority` to 5, the timestamp is `Date.now()`.
+ */
+export function encodeEnvelope(input: EnvelopeInput): Uint8Array;
+
+/**
+ * `{wasmBytes, liveAllocations, liveBytes}`: the size of linear memory and
+ * what the allocator holds (counted by a wrapper around the system allocator).
+ */
+export function memoryStats(): MemoryStats;
+
+/**
+ * Reads `{id, topic, priority}` without decoding the rest of the envelope.
+ */
+export function peekHeader(bytes: Uint8Array | number[]): EnvelopeHeader;
+
+/**
+ * Installs the panic hook, so a bug shows a readable message instead of `unreachable`.
+ */
+export function start(): void;
+
+/**
+ * The package version.
+ */
+export function version(): string;
+
+export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
+
+export interface InitOutput {
+    readonly memory: WebAssembly.Memory;
+    readonly __wbg_bus_free: (a: number, b: number) => void;
+    readonly __wbg_circuitbreaker_free: (a: number, b: number) => void;
+    readonly __wbg_statestore_free: (a: number, b: number) => void;
+    readonly bus_breakerState: (a: number, b: number, c: number) => void;
+    readonly bus_drain: (a: number, b: number, c: number, d: number) => void;
+    readonly bus_metrics: (a: number, b: number) => void;
+    readonly bus_new: (a: number, b: any) => void;
+    readonly bus_onError: (a: number, b: number) => void;
+    readonly bus_publish: (a: number, b: number, c: number, d: number, e: any, f: any) => void;
+    readonly bus_publishBatch: (a: number, b: number, c: number, d: number, e: any, f: number) => void;
+    readonly bus_publishEnvelope: (a: number, b: number, c: any) => void;
+    readonly bus_queued: (a: number) => number;
+    readonly bus_subscribe: (a: number, b: number, c: number, d: number, e: any, f: any) => void;
+    readonly bus_subscriptionCount: (a: number) => number;
+    readonly bus_unsubscribe: (a: number, b: number, c: number) => void;
+    readonly circuitbreaker_disable: (a: number) => void;
+    readonly circuitbreaker_forceOpen: (a: number) => void;
+    readonly circuitbreaker_fromJSON: (a: number, b: any) => void;
+    readonly circuitbreaker_info: (a: number, b: number) => void;
+    readonly circuitbreaker_new: (a: number, b: any) => void;
+    readonly circuitbreaker_reset: (a: number) => void;
+    readonly circuitbreaker_run: (a: number, b: any, c: any) => any;
+    readonly circuitbreaker_state: (a: number, b: number) => void;
+    readonly circuitbreaker_toJSON: (a: number, b: number) => void;
+    readonly decode: (a: number, b: number, c: number) => void;
+    readonly decodeEnvelope: (a: number, b: number, c: number) => void;
+    readonly encode: (a: number, b: any) => void;
+    readonly encodeEnvelope: (a: number, b: any) => void;
+    readonly memoryStats: (a: number) => void;
+    readonly peekHeader: (a: number, b: number, c: number) => void;
+    readonly start: () => void;
+    readonly statestore_apply: (a: number, b: number, c: any) => void;
+    readonly statestore_compareAndSet: (a: number, b: number, c: number, d: number, e: number, f: any) => void;
+    readonly statestore_delete: (a: number, b: number, c: number) => number;
+    readonly statestore_diff: (a: number, b: number, c: number, d: number) => void;
+    readonly statestore_fromBytes: (a: number, b: number, c: number) => void;
+    readonly statestore_get: (a: number, b: number, c: number, d: number) => void;
+    readonly statestore_keyVersion: (a: number, b: number, c: number) => number;
+    readonly statestore_keys: (a: number, b: number) => void;
+    readonly statestore_merge: (a: number, b: number, c: number, d: number, e: any) => void;
+    readonly statestore_new: (a: number) => number;
+    readonly statestore_restore: (a: number, b: number, c: number) => void;
+    readonly statestore_set: (a: number, b: number, c: number, d: number, e: any) => void;
+    readonly statestore_snapshot: (a: number, b: number, c: number) => number;
+    readonly statestore_snapshots: (a: number, b: number) => void;
+    readonly statestore_toBytes: (a: number, b: number) => void;
+    readonly statestore_version: (a: number) => number;
+    readonly version: (a: number) => void;
+    readonly __wasm_bindgen_func_elem_898: (a: number, b: number, c: number, d: any) => void;
+    readonly __wasm_bindgen_func_elem_927: (a: number, b: number, c: any, d: any) => void;
+    readonly __wbindgen_export: (a: number, b: number) => number;
+    readonly __wbindgen_export2: (a: number, b: number, c: number, d: number) => number;
+    readonly __wbindgen_export3: (a: number, b: number, c: number) => void;
+    readonly __wbindgen_export4: (a: number) => void;
+    readonly __wbindgen_export5: () => number;
+    readonly __wbindgen_externrefs: WebAssembly.Table;
+    readonly __wbindgen_export6: (a: number, b: number) => void;
+    readonly __wbindgen_add_to_stack_pointer: (a: number) => number;
+    readonly __wbindgen_export7: (a: number) => void;
+    readonly __wbindgen_export8: (a: number, b: number) => void;
+    readonly __wbindgen_start: () => void;
+}
+
+export type SyncInitInput = BufferSource | WebAssembly.Module;
+
+/**
+ * Instantiates the given `module`, which can either be bytes or
+ * a precompiled `WebAssembly.Module`.
+ *
+ * @param {{ module: SyncInitInput }} module - Passing `SyncInitInput` directly is deprecated.
+ *
+ * @returns {InitOutput}
+ */
+export function initSync(module: { module: SyncInitInput } | SyncInitInput): InitOutput;
+
+/**
+ * If `module_or_path` is {RequestInfo} or {URL}, makes a request and
+ * for everything else, calls `WebAssembly.instantiate` directly.
+ *
+ * @param {{ module_or_path: InitInput | Promise<InitInput> }} module_or_path - Passing `InitInput` directly is deprecated.
+ *
+ * @returns {Promise<InitOutput>}
+ */
+export default function __wbg_init (module_or_path?: { module_or_path: InitInput | Promise<InitInput> } | InitInput | Promise<InitInput>): Promise<InitOutput>;
