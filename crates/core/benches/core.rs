@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use swarmbus_core::breaker::BreakerConfig;
 use swarmbus_core::envelope::{self, Envelope, Limits};
 use swarmbus_core::topic::match_literal;
-use swarmbus_core::{BusConfig, CircuitBreaker, EventBus, Priority, PriorityQueue, Router, StateStore};
+use swarmbus_core::{
+    BusConfig, CircuitBreaker, EventBus, EventId, Priority, PriorityQueue, Router, StateStore,
+};
 
 const BATCH: usize = 1_000;
 
@@ -39,6 +41,23 @@ fn bus(c: &mut Criterion) {
         });
         black_box((sum, counter.get()));
     }
+    // The batch path: one topic resolution for the whole batch.
+    let mut bus = EventBus::new(BusConfig { capacity: BATCH, breaker: None, ..Default::default() }, || 0u64);
+    bus.subscribe("swarm.alpha.task.assigned", |e| {
+        black_box(e.payload);
+        Ok(())
+    })
+    .unwrap();
+    let mut next = 0u64;
+    group.bench_function("exact_publish_batch_dispatch", |b| {
+        b.iter(|| {
+            let ids = next..next + BATCH as u64;
+            next += BATCH as u64;
+            bus.publish_batch("swarm.alpha.task.assigned", ids.map(|i| (EventId(i), i)), Priority::TASK)
+                .unwrap();
+            bus.drain(usize::MAX).calls
+        })
+    });
     group.finish();
 }
 
