@@ -35,7 +35,7 @@ setup:
     fi
 
 # Every suite CI runs: format, lints, tests, no_std and wasm builds, fuzz targets compile.
-test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js
+test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge
 
 # Format all Rust code.
 fmt:
@@ -54,6 +54,14 @@ lint:
 test-core:
     cargo test -p swarmbus-core
     cargo test -p swarmbus-core --no-default-features --lib
+
+# Bridge unit tests and WebSocket/HTTP tests on loopback port 0 (embedded broker).
+test-bridge:
+    cargo test -p swarmbus-bridge
+
+# Run the bridge (embedded broker) on 127.0.0.1:8080; extra args go to it.
+bridge *args:
+    cargo run --release -p swarmbus-bridge -- {{args}}
 
 # Build the core for a target with no standard library, and for wasm32.
 build-nostd:

@@ -1,0 +1,62 @@
+//! The bridge's one error type; clients get its code and message, never internals.
+
+use std::fmt;
+
+use swarmbus_core::{CodecError, TopicError};
+
+/// What went wrong with a client's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// The frame or body is not valid MessagePack / JSON of the expected shape.
+    Malformed(String),
+    /// The envelope failed to decode.
+    Codec(CodecError),
+    /// A subscription pattern is invalid.
+    InvalidPattern(TopicError),
+    /// A topic is invalid.
+    InvalidTopic(TopicError),
+    /// The client has too many subscriptions.
+    TooManySubscriptions(usize),
+    /// The first frame must be `hello`.
+    HelloRequired,
+    /// The client speaks another protocol version.
+    UnsupportedVersion(u32),
+    /// The client is no longer connected.
+    Gone,
+}
+
+impl BridgeError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "DECODE_ERROR",
+            Self::Codec(e) => e.code(),
+            Self::InvalidPattern(_) => TopicError::PATTERN_CODE,
+            Self::InvalidTopic(_) => TopicError::TOPIC_CODE,
+            Self::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
+            Self::HelloRequired => "HELLO_REQUIRED",
+            Self::UnsupportedVersion(_) => "UNSUPPORTED_VERSION",
+            Self::Gone => "GONE",
+        }
+    }
+}
+
+impl fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(why) => write!(f, "malformed frame: {why}"),
+            Self::Codec(e) => write!(f, "invalid envelope: {e}"),
+            Self::InvalidPattern(e) => write!(f, "invalid pattern: {e}"),
+            Self::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
+            Self::TooManySubscriptions(max) => write!(f, "more than {max} subscriptions on one connection"),
+            Self::HelloRequired => f.write_str("the first frame must be hello"),
+            Self::UnsupportedVersion(v) => {
+                write!(f, "protocol version {v} is not supported (this bridge speaks 1)")
+            }
+            Self::Gone => f.write_str("connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for BridgeError {}

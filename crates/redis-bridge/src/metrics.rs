@@ -1,0 +1,105 @@
+//! Prometheus metrics (`GET /metrics`), with the `swarmbus_` prefix.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A priority label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabel {
+    /// 0–9.
+    pub priority: u8,
+}
+
+/// A drop, by priority and reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    /// 0–9.
+    pub priority: u8,
+    /// `evicted` (a more urgent event took its place) or `slow_client` (the client was disconnected).
+    pub reason: &'static str,
+}
+
+/// An error code label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The error code sent to the client.
+    pub code: &'static str,
+}
+
+/// Every metric the bridge exports.
+pub struct Metrics {
+    registry: Registry,
+    /// WebSocket connections accepted.
+    pub connections: Counter,
+    /// WebSocket connections open now.
+    pub open_connections: Gauge,
+    /// Envelopes accepted from publishers (WebSocket and HTTP).
+    pub published: Family<PriorityLabel, Counter>,
+    /// Event frames queued to subscribers.
+    pub delivered: Family<PriorityLabel, Counter>,
+    /// Event frames lost, by priority and reason.
+    pub dropped: Family<DropLabel, Counter>,
+    /// Error frames and HTTP errors sent, by code.
+    pub errors: Family<CodeLabel, Counter>,
+    /// Connections closed for repeated protocol violations.
+    pub abusive_disconnects: Counter,
+    /// Time to route one publish and queue it to every subscriber.
+    pub publish_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("swarmbus");
+        let metrics = Self {
+            connections: Counter::default(),
+            open_connections: Gauge::default(),
+            published: Family::default(),
+            delivered: Family::default(),
+            dropped: Family::default(),
+            errors: Family::default(),
+            abusive_disconnects: Counter::default(),
+            publish_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 10)),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "WebSocket connections accepted", metrics.connections.clone());
+        registry.register(
+            "open_connections",
+            "WebSocket connections open now",
+            metrics.open_connections.clone(),
+        );
+        registry.register("published", "Envelopes accepted from publishers", metrics.published.clone());
+        registry.register("delivered", "Event frames queued to subscribers", metrics.delivered.clone());
+        registry.register("dropped", "Event frames lost, by priority and reason", metrics.dropped.clone());
+        registry.register("errors", "Errors reported to clients, by code", metrics.errors.clone());
+        registry.register(
+            "abusive_disconnects",
+            "Connections closed for repeated protocol violations",
+            metrics.abusive_disconnects.clone(),
+        );
+        registry.register(
+            "publish_seconds",
+            "Time to route one publish and queue it to every subscriber",
+            metrics.publish_seconds.clone(),
+        );
+        Self { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Counts an error reported to a client.
+    pub fn error(&self, code: &'static str) {
+        self.errors.get_or_create(&CodeLabel { code }).inc();
+    }
+}

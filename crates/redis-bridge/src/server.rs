@@ -1,0 +1,265 @@
+//! HTTP and WebSocket endpoints: `GET /ws`, `POST /v1/publish`, `GET /healthz`, `GET /metrics`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use swarmbus_core::{Envelope, Priority};
+use tokio::net::TcpListener;
+
+use crate::broker::{Broker, BrokerLimits, ClientId, Outbox};
+use crate::config::Config;
+use crate::error::BridgeError;
+use crate::metrics::Metrics;
+use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
+
+/// Close code sent to a client that keeps sending invalid frames (RFC 6455 policy violation).
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// Shared state of one bridge.
+pub struct Bridge {
+    /// The embedded broker.
+    pub broker: Broker,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    config: Config,
+}
+
+impl Bridge {
+    /// A bridge with `config`.
+    pub fn new(config: Config) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let limits = BrokerLimits {
+            send_queue: config.send_queue,
+            max_subscriptions: config.max_subscriptions,
+            max_envelope: config.max_frame,
+        };
+        Arc::new(Self { broker: Broker::new(limits, metrics.clone()), metrics, config })
+    }
+}
+
+/// The routes.
+pub fn app(bridge: Arc<Bridge>) -> Router {
+    let max_frame = bridge.config.max_frame;
+    Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/v1/publish", post(http_publish))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_frame))
+        .with_state(bridge)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets open
+/// connections finish their close handshakes.
+pub async fn serve(
+    listener: TcpListener,
+    bridge: Arc<Bridge>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(bridge)).with_graceful_shutdown(shutdown).await
+}
+
+async fn metrics(State(bridge): State<Arc<Bridge>>) -> Response {
+    let body = bridge.metrics.render();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
+}
+
+/// An error as an HTTP response: `{code, message}`, never internals.
+struct HttpError(StatusCode, BridgeError);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.1.code(), "message": self.1.to_string() });
+        (self.0, Json(body)).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JsonPublish {
+    topic: String,
+    #[serde(default)]
+    priority: Option<u8>,
+    payload: serde_json::Value,
+    #[serde(default)]
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    swarm: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+/// `POST /v1/publish`: a MessagePack envelope (`content-type: application/msgpack`)
+/// or JSON `{topic, payload, priority?, ttlMs?, sender?, swarm?, correlationId?}`
+/// whose payload is re-encoded as MessagePack.
+async fn http_publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: Bytes) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let result = if is_json { json_envelope(&body) } else { Ok(body.to_vec()) }
+        .and_then(|bytes| bridge.broker.publish(&bytes).map(|n| (bytes, n)));
+    match result {
+        Ok((bytes, delivered)) => {
+            let id = swarmbus_core::envelope::peek_header(&bytes).map(|h| h.id).unwrap_or_default();
+            Json(serde_json::json!({ "id": id, "delivered": delivered })).into_response()
+        }
+        Err(e) => {
+            bridge.metrics.error(e.code());
+            let status = match e {
+                BridgeError::Codec(swarmbus_core::CodecError::TooLarge { .. }) => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            HttpError(status, e).into_response()
+        }
+    }
+}
+
+fn json_envelope(body: &[u8]) -> Result<Vec<u8>, BridgeError> {
+    let input: JsonPublish =
+        serde_json::from_slice(body).map_err(|e| BridgeError::Malformed(e.to_string()))?;
+    let priority = Priority::new(input.priority.unwrap_or(Priority::NORMAL.get()))
+        .map_err(|e| BridgeError::Codec(swarmbus_core::CodecError::InvalidPriority(e.value as u64)))?;
+    let payload = rmp_serde::to_vec(&input.payload).map_err(|e| BridgeError::Malformed(e.to_string()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let envelope = Envelope {
+        id: next_http_id(),
+        topic: input.topic,
+        priority,
+        timestamp_ms: now,
+        ttl_ms: input.ttl_ms,
+        sender: input.sender,
+        swarm: input.swarm,
+        correlation_id: input.correlation_id,
+        payload,
+    };
+    envelope.encode().map_err(BridgeError::Codec)
+}
+
+fn next_http_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn ws_upgrade(State(bridge): State<Arc<Bridge>>, upgrade: WebSocketUpgrade) -> Response {
+    let max = bridge.config.max_frame;
+    upgrade.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| connection(socket, bridge))
+}
+
+/// One WebSocket connection: a writer task drains the client's outbox while
+/// this task reads and answers frames.
+async fn connection(socket: WebSocket, bridge: Arc<Bridge>) {
+    bridge.metrics.connections.inc();
+    bridge.metrics.open_connections.inc();
+    let (client, outbox) = bridge.broker.connect();
+    let (mut sink, mut stream) = socket.split();
+    let writer_outbox = outbox.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(batch) = writer_outbox.next_batch().await {
+            for frame in batch {
+                if sink.send(Message::Binary(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let close = CloseFrame { code: writer_outbox.close_code(), reason: "".into() };
+        let _ = sink.send(Message::Close(Some(close))).await;
+    });
+
+    let mut session = Session { bridge: &bridge, client, outbox: &outbox, greeted: false, strikes: 0 };
+    while let Some(Ok(message)) = stream.next().await {
+        let bytes = match message {
+            Message::Binary(bytes) => bytes,
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Text(_) => {
+                session
+                    .refuse(BridgeError::Malformed("text frames are not part of the protocol".into()), None);
+                if session.over_limit() {
+                    break;
+                }
+                continue;
+            }
+        };
+        session.handle(&bytes);
+        if session.over_limit() || outbox.is_closed() {
+            break;
+        }
+    }
+    if session.over_limit() {
+        outbox.set_close_code(CLOSE_POLICY);
+        bridge.metrics.abusive_disconnects.inc();
+    }
+    bridge.broker.disconnect(client);
+    let _ = writer.await;
+    bridge.metrics.open_connections.dec();
+}
+
+struct Session<'a> {
+    bridge: &'a Bridge,
+    client: ClientId,
+    outbox: &'a Outbox,
+    greeted: bool,
+    strikes: u32,
+}
+
+impl Session<'_> {
+    fn handle(&mut self, bytes: &[u8]) {
+        let frame = match ClientFrame::decode(bytes) {
+            Ok(frame) => frame,
+            Err(e) => return self.refuse(BridgeError::Malformed(e.to_string()), None),
+        };
+        match (self.greeted, frame) {
+            (false, ClientFrame::Hello { v, .. }) if v == PROTOCOL_VERSION => {
+                self.greeted = true;
+                self.outbox.send_control(&ServerFrame::Welcome { v: PROTOCOL_VERSION, session: self.client });
+            }
+            (false, ClientFrame::Hello { v, .. }) => self.refuse(BridgeError::UnsupportedVersion(v), None),
+            (false, _) => self.refuse(BridgeError::HelloRequired, None),
+            (true, ClientFrame::Hello { .. }) => {}
+            (true, ClientFrame::Subscribe { pattern }) => {
+                if let Err(e) = self.bridge.broker.subscribe(self.client, &pattern) {
+                    self.refuse(e, None);
+                }
+            }
+            (true, ClientFrame::Unsubscribe { pattern }) => {
+                self.bridge.broker.unsubscribe(self.client, &pattern);
+            }
+            (true, ClientFrame::Publish { envelope, ack }) => match self.bridge.broker.publish(&envelope) {
+                Ok(_) => {
+                    if let Some(ack) = ack {
+                        self.outbox.send_control(&ServerFrame::Ack { ack });
+                    }
+                }
+                Err(e) => self.refuse(e, ack),
+            },
+            (true, ClientFrame::Ping { nonce }) => self.outbox.send_control(&ServerFrame::Pong { nonce }),
+        }
+    }
+
+    fn refuse(&mut self, error: BridgeError, ack: Option<u64>) {
+        self.strikes += 1;
+        self.bridge.metrics.error(error.code());
+        self.outbox.send_control(&ServerFrame::error(error.code(), &error, ack));
+    }
+
+    fn over_limit(&self) -> bool {
+        self.strikes >= self.bridge.config.max_strikes
+    }
+}

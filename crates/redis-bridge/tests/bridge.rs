@@ -1,0 +1,242 @@
+//! The bridge over real sockets on loopback port 0: WebSocket clients, HTTP, metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use swarmbus_bridge::config::Config;
+use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
+use swarmbus_bridge::server::{serve, Bridge};
+use swarmbus_core::{envelope, Envelope, Priority};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Running {
+    addr: SocketAddr,
+    bridge: Arc<Bridge>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(config: Config) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bridge = Bridge::new(config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, bridge.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Running { addr, bridge, _stop: stop }
+}
+
+async fn send(ws: &mut Ws, frame: &ClientFrame) {
+    ws.send(Message::Binary(frame.encode().into())).await.unwrap();
+}
+
+/// The next protocol frame, or `None` when the connection ends.
+async fn recv(ws: &mut Ws) -> Option<ServerFrame> {
+    loop {
+        let message =
+            tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame within 5 s");
+        match message {
+            Some(Ok(Message::Binary(bytes))) => {
+                return Some(ServerFrame::decode(&bytes).expect("valid server frame"))
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn client(addr: SocketAddr) -> Ws {
+    let (mut ws, _) = connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    send(&mut ws, &ClientFrame::Hello { v: 1, token: None }).await;
+    assert!(matches!(recv(&mut ws).await, Some(ServerFrame::Welcome { v: 1, .. })));
+    ws
+}
+
+/// Round trip that proves every earlier frame of this client was processed.
+async fn sync(ws: &mut Ws, nonce: u64) {
+    send(ws, &ClientFrame::Ping { nonce }).await;
+    assert_eq!(recv(ws).await, Some(ServerFrame::Pong { nonce }));
+}
+
+fn envelope(id: u64, topic: &str, priority: Priority) -> Vec<u8> {
+    Envelope::new(id, topic, priority, 1, format!("payload {id}").into_bytes()).encode().unwrap()
+}
+
+async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn post_json(body: &str) -> String {
+    format!(
+        "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn wildcard_subscribers_get_exactly_their_events() {
+    let bridge = start(Config::default()).await;
+    let mut sub = client(bridge.addr).await;
+    let mut publisher = client(bridge.addr).await;
+    send(&mut sub, &ClientFrame::Subscribe { pattern: "swarm.*.task".into() }).await;
+    sync(&mut sub, 1).await;
+
+    let wanted = envelope(10, "swarm.alpha.task", Priority::TASK);
+    send(&mut publisher, &ClientFrame::Publish { envelope: wanted.clone(), ack: Some(1) }).await;
+    send(
+        &mut publisher,
+        &ClientFrame::Publish { envelope: envelope(11, "swarm.alpha.other", Priority::TASK), ack: Some(2) },
+    )
+    .await;
+    assert_eq!(recv(&mut publisher).await, Some(ServerFrame::Ack { ack: 1 }));
+    assert_eq!(recv(&mut publisher).await, Some(ServerFrame::Ack { ack: 2 }));
+
+    let Some(ServerFrame::Event { envelope: got }) = recv(&mut sub).await else {
+        panic!("expected an event")
+    };
+    assert_eq!(envelope::decode(&got).unwrap(), envelope::decode(&wanted).unwrap());
+    sync(&mut sub, 2).await; // nothing else arrived before the pong
+
+    send(&mut sub, &ClientFrame::Unsubscribe { pattern: "swarm.*.task".into() }).await;
+    sync(&mut sub, 3).await;
+    send(
+        &mut publisher,
+        &ClientFrame::Publish { envelope: envelope(12, "swarm.beta.task", Priority::TASK), ack: Some(3) },
+    )
+    .await;
+    assert_eq!(recv(&mut publisher).await, Some(ServerFrame::Ack { ack: 3 }));
+    sync(&mut sub, 4).await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_the_connection_survives() {
+    let bridge = start(Config::default()).await;
+    let (mut early, _) = connect_async(format!("ws://{}/ws", bridge.addr)).await.unwrap();
+    send(&mut early, &ClientFrame::Subscribe { pattern: "a".into() }).await;
+    assert!(
+        matches!(recv(&mut early).await, Some(ServerFrame::Error { code, .. }) if code == "HELLO_REQUIRED")
+    );
+
+    let mut ws = client(bridge.addr).await;
+    let mut bystander = client(bridge.addr).await;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![0xc1, 0xff, 0x00], "DECODE_ERROR"),
+        (ClientFrame::Subscribe { pattern: "a.>.b".into() }.encode(), "INVALID_PATTERN"),
+        (ClientFrame::Publish { envelope: vec![1, 2, 3], ack: Some(9) }.encode(), "DECODE_ERROR"),
+        (
+            ClientFrame::Publish { envelope: envelope(1, "t", Priority::BULK)[..10].to_vec(), ack: None }
+                .encode(),
+            "DECODE_ERROR",
+        ),
+    ];
+    for (bytes, code) in cases {
+        ws.send(Message::Binary(bytes.into())).await.unwrap();
+        match recv(&mut ws).await {
+            Some(ServerFrame::Error { code: got, .. }) => assert_eq!(got, code),
+            other => panic!("expected {code}, got {other:?}"),
+        }
+    }
+    sync(&mut ws, 5).await;
+    sync(&mut bystander, 6).await;
+}
+
+#[tokio::test]
+async fn repeated_abuse_closes_only_the_abuser() {
+    let config = Config { max_strikes: 3, ..Config::default() };
+    let bridge = start(config).await;
+    let mut abuser = client(bridge.addr).await;
+    let mut bystander = client(bridge.addr).await;
+    for _ in 0..3 {
+        abuser.send(Message::Binary(vec![0xff; 8].into())).await.unwrap();
+    }
+    let mut errors = 0;
+    let mut close_code = None;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), abuser.next()).await {
+        match message {
+            Message::Binary(bytes) => {
+                assert!(matches!(ServerFrame::decode(&bytes).unwrap(), ServerFrame::Error { .. }));
+                errors += 1;
+            }
+            Message::Close(frame) => close_code = frame.map(|f| u16::from(f.code)),
+            _ => {}
+        }
+    }
+    assert_eq!(errors, 3, "every refused frame is answered before the close");
+    assert_eq!(close_code, Some(1008));
+    sync(&mut bystander, 7).await;
+    assert!(bridge.bridge.metrics.render().contains("swarmbus_abusive_disconnects_total 1"));
+}
+
+#[tokio::test]
+async fn oversized_frames_close_the_connection_not_the_bridge() {
+    let config = Config { max_frame: 1024, ..Config::default() };
+    let bridge = start(config).await;
+    let mut big = client(bridge.addr).await;
+    let _ = big.send(Message::Binary(vec![0u8; 4096].into())).await;
+    assert_eq!(recv(&mut big).await, None);
+    let mut other = client(bridge.addr).await;
+    sync(&mut other, 8).await;
+}
+
+#[tokio::test]
+async fn http_publish_reaches_websocket_subscribers_and_metrics_count_it() {
+    let bridge = start(Config::default()).await;
+    let mut sub = client(bridge.addr).await;
+    send(&mut sub, &ClientFrame::Subscribe { pattern: "edge.>".into() }).await;
+    sync(&mut sub, 1).await;
+
+    let (status, body) = http(
+        bridge.addr,
+        &post_json(r#"{"topic":"edge.worker.event","priority":8,"payload":{"n":1},"sender":"w1"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""delivered":1"#), "{body}");
+    let Some(ServerFrame::Event { envelope: got }) = recv(&mut sub).await else {
+        panic!("expected an event")
+    };
+    let env = envelope::decode(&got).unwrap();
+    assert_eq!(
+        (env.topic.as_str(), env.priority, env.sender.as_deref()),
+        ("edge.worker.event", Priority::CRITICAL, Some("w1"))
+    );
+    assert_eq!(
+        rmp_serde::from_slice::<serde_json::Value>(&env.payload).unwrap(),
+        serde_json::json!({"n": 1})
+    );
+
+    let (status, body) = http(bridge.addr, &post_json(r#"{"topic":"edge.*","payload":1}"#)).await;
+    assert_eq!((status, body.contains("INVALID_TOPIC")), (400, true), "{body}");
+    let (status, body) =
+        http(bridge.addr, &post_json(r#"{"topic":"edge.x","payload":1,"priority":12}"#)).await;
+    assert_eq!((status, body.contains("INVALID_PRIORITY")), (400, true), "{body}");
+    let (status, body) = http(bridge.addr, &post_json("not json")).await;
+    assert_eq!((status, body.contains("DECODE_ERROR")), (400, true), "{body}");
+
+    let (status, body) =
+        http(bridge.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, text) =
+        http(bridge.addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 200);
+    assert!(text.contains(r#"swarmbus_published_total{priority="8"} 1"#), "{text}");
+    assert!(text.contains(r#"swarmbus_delivered_total{priority="8"} 1"#), "{text}");
+    assert!(text.contains(r#"swarmbus_errors_total{code="INVALID_TOPIC"} 1"#), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "not a sample line: {line}");
+    }
+}
