@@ -262,6 +262,18 @@ impl Broker {
         self.metrics.dropped.get_or_create(&DropLabel { priority: priority.get(), reason }).inc();
     }
 
+    /// Closes every client with `code` after flushing what is queued for it
+    /// (shutdown sends 1001, "going away").
+    pub fn close_all(&self, code: u16) {
+        let clients: Vec<ClientId> = self.tables().clients.keys().copied().collect();
+        for client in clients {
+            if let Some(outbox) = self.tables().clients.get(&client).map(|c| c.outbox.clone()) {
+                outbox.set_close_code(code);
+            }
+            self.disconnect(client);
+        }
+    }
+
     /// Connected clients.
     pub fn client_count(&self) -> usize {
         self.tables().clients.len()

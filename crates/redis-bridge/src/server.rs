@@ -57,13 +57,21 @@ pub fn app(bridge: Arc<Bridge>) -> Router {
         .with_state(bridge)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets open
-/// connections finish their close handshakes.
+/// Close code sent to every client when the bridge shuts down ("going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Serves until `shutdown` resolves; then stops accepting, flushes every
+/// client's queued frames and closes its socket with code 1001.
 pub async fn serve(
     listener: TcpListener,
     bridge: Arc<Bridge>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let closing = bridge.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.broker.close_all(CLOSE_GOING_AWAY);
+    };
     axum::serve(listener, app(bridge)).with_graceful_shutdown(shutdown).await
 }
 

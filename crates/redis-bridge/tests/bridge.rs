@@ -19,7 +19,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 struct Running {
     addr: SocketAddr,
     bridge: Arc<Bridge>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start(config: Config) -> Running {
@@ -30,7 +30,7 @@ async fn start(config: Config) -> Running {
     tokio::spawn(serve(listener, bridge.clone(), async move {
         let _ = stopped.await;
     }));
-    Running { addr, bridge, _stop: stop }
+    Running { addr, bridge, stop }
 }
 
 async fn send(ws: &mut Ws, frame: &ClientFrame) {
@@ -239,4 +239,27 @@ async fn http_publish_reaches_websocket_subscribers_and_metrics_count_it() {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "not a sample line: {line}");
     }
+}
+
+#[tokio::test]
+async fn shutdown_flushes_and_closes_with_going_away() {
+    let running = start(Config::default()).await;
+    let mut sub = client(running.addr).await;
+    send(&mut sub, &ClientFrame::Subscribe { pattern: "x".into() }).await;
+    sync(&mut sub, 1).await;
+    running.bridge.broker.publish(&envelope(1, "x", Priority::BULK)).unwrap();
+    running.stop.send(()).unwrap();
+    let mut got_event = false;
+    let mut close_code = None;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+        match message {
+            Message::Binary(bytes) => {
+                got_event |= matches!(ServerFrame::decode(&bytes), Ok(ServerFrame::Event { .. }))
+            }
+            Message::Close(frame) => close_code = frame.map(|f| u16::from(f.code)),
+            _ => {}
+        }
+    }
+    assert!(got_event, "the queued event is flushed before the close");
+    assert_eq!(close_code, Some(1001));
 }
