@@ -25,9 +25,12 @@ setup:
     if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $version" ]; then
         cargo install wasm-bindgen-cli --version "$version"
     fi
-    # Headless Chromium and its driver for the browser tests.
-    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+    # Headless Chromium and its driver for the browser tests; redis-server for the bridge's Redis tests.
+    missing=""
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$missing chromium chromium-driver"
+    command -v redis-server >/dev/null || missing="$missing redis-server"
+    if [ -n "$missing" ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
     fi
     # npm tooling (binaryen's wasm-opt, test and benchmark peers), only when the lock file changed.
     if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -55,11 +58,12 @@ test-core:
     cargo test -p swarmbus-core
     cargo test -p swarmbus-core --no-default-features --lib
 
-# Bridge unit tests and WebSocket/HTTP tests on loopback port 0 (embedded broker).
+# Bridge unit tests, WebSocket/HTTP tests on loopback port 0, and Redis mode
+# against a redis-server the tests start on a free port.
 test-bridge:
     cargo test -p swarmbus-bridge
 
-# Run the bridge (embedded broker) on 127.0.0.1:8080; extra args go to it.
+# Run the bridge on 127.0.0.1:8080 (embedded broker; `just bridge --redis redis://127.0.0.1:6379` relays through Redis).
 bridge *args:
     cargo run --release -p swarmbus-bridge -- {{args}}
 

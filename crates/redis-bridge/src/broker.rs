@@ -193,14 +193,29 @@ impl Broker {
         true
     }
 
-    /// Validates an envelope and queues it to every matching subscriber.
-    /// Returns the number of clients it was queued to.
+    /// Validates an envelope from a publisher, counts it as published and
+    /// returns its topic and priority.
+    pub fn accept(&self, envelope_bytes: &[u8]) -> Result<(String, Priority), BridgeError> {
+        let limits = Limits { max_payload: self.limits.max_envelope };
+        let env = envelope::decode_ref(envelope_bytes, &limits).map_err(BridgeError::Codec)?;
+        self.metrics.published.get_or_create(&PriorityLabel { priority: env.priority.get() }).inc();
+        Ok((env.topic.to_owned(), env.priority))
+    }
+
+    /// [`accept`](Self::accept) then [`deliver`](Self::deliver): the embedded-mode publish.
     pub fn publish(&self, envelope_bytes: &[u8]) -> Result<usize, BridgeError> {
+        self.accept(envelope_bytes)?;
+        self.deliver(envelope_bytes)
+    }
+
+    /// Queues an envelope to every matching local subscriber (validating it
+    /// again: in Redis mode it comes from another process). Returns the
+    /// number of clients it was queued to.
+    pub fn deliver(&self, envelope_bytes: &[u8]) -> Result<usize, BridgeError> {
         let started = Instant::now();
         let limits = Limits { max_payload: self.limits.max_envelope };
         let env = envelope::decode_ref(envelope_bytes, &limits).map_err(BridgeError::Codec)?;
         let priority = env.priority;
-        self.metrics.published.get_or_create(&PriorityLabel { priority: priority.get() }).inc();
         let frame = Bytes::from(ServerFrame::Event { envelope: envelope_bytes.to_vec() }.encode());
         let mut slow = Vec::new();
         let mut queued = 0;

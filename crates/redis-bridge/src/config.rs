@@ -20,6 +20,10 @@ pub struct Config {
     /// Frames queued per client before the overflow policy applies.
     #[arg(long, env = "SWARMBUS_SEND_QUEUE", default_value_t = 4096)]
     pub send_queue: usize,
+    /// Relay through this Redis (`redis://HOST:PORT`) instead of the embedded broker;
+    /// every bridge on the same Redis forms one bus.
+    #[arg(long, env = "SWARMBUS_REDIS")]
+    pub redis: Option<String>,
     /// Protocol errors tolerated on one connection before it is closed.
     #[arg(long, env = "SWARMBUS_MAX_STRIKES", default_value_t = 16)]
     pub max_strikes: u32,

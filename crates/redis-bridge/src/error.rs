@@ -24,6 +24,8 @@ pub enum BridgeError {
     UnsupportedVersion(u32),
     /// The client is no longer connected.
     Gone,
+    /// Redis could not take the publish (Redis mode).
+    Unavailable(String),
 }
 
 impl BridgeError {
@@ -38,6 +40,7 @@ impl BridgeError {
             Self::HelloRequired => "HELLO_REQUIRED",
             Self::UnsupportedVersion(_) => "UNSUPPORTED_VERSION",
             Self::Gone => "GONE",
+            Self::Unavailable(_) => "UNAVAILABLE",
         }
     }
 }
@@ -55,6 +58,7 @@ impl fmt::Display for BridgeError {
                 write!(f, "protocol version {v} is not supported (this bridge speaks 1)")
             }
             Self::Gone => f.write_str("connection closed"),
+            Self::Unavailable(why) => write!(f, "relay unavailable: {why}"),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Prometheus metrics. Routing, priorities and the envelope codec come from
 //! `swarmbus-core`.
 //!
-//! Status: embedded broker only; Redis mode, authentication and the native
+//! Status: embedded broker and Redis mode; authentication and the native
 //! client are not built yet, so the bridge binds to loopback only.
 
 pub mod broker;
@@ -11,4 +11,5 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod protocol;
+pub mod relay;
 pub mod server;

@@ -24,8 +24,17 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    tracing::info!("swarmbus-bridge listening on http://{} (embedded broker)", config.listen);
-    match serve(listener, Bridge::new(config), shutdown_signal()).await {
+    let mode =
+        config.redis.as_deref().map_or("embedded broker".to_owned(), |url| format!("relaying through {url}"));
+    tracing::info!("swarmbus-bridge listening on http://{} ({mode})", config.listen);
+    let bridge = match Bridge::new(config) {
+        Ok(bridge) => bridge,
+        Err(why) => {
+            eprintln!("swarmbus-bridge: {why}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match serve(listener, bridge, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("swarmbus-bridge: {e}");

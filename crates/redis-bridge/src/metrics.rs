@@ -49,6 +49,12 @@ pub struct Metrics {
     pub abusive_disconnects: Counter,
     /// Time to route one publish and queue it to every subscriber.
     pub publish_seconds: Histogram,
+    /// 1 while the Redis subscriber connection is up (Redis mode).
+    pub redis_up: Gauge,
+    /// Attempts to (re)connect the Redis subscriber.
+    pub redis_reconnects: Counter,
+    /// Publishes Redis refused or could not take (answered with `UNAVAILABLE`).
+    pub redis_publish_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -63,6 +69,9 @@ impl Default for Metrics {
             errors: Family::default(),
             abusive_disconnects: Counter::default(),
             publish_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 10)),
+            redis_up: Gauge::default(),
+            redis_reconnects: Counter::default(),
+            redis_publish_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "WebSocket connections accepted", metrics.connections.clone());
@@ -84,6 +93,21 @@ impl Default for Metrics {
             "publish_seconds",
             "Time to route one publish and queue it to every subscriber",
             metrics.publish_seconds.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "1 while the Redis subscriber connection is up",
+            metrics.redis_up.clone(),
+        );
+        registry.register(
+            "redis_reconnects",
+            "Attempts to (re)connect the Redis subscriber",
+            metrics.redis_reconnects.clone(),
+        );
+        registry.register(
+            "redis_publish_failures",
+            "Publishes Redis refused or could not take",
+            metrics.redis_publish_failures.clone(),
         );
         Self { registry, ..metrics }
     }

@@ -19,29 +19,58 @@ use crate::config::Config;
 use crate::error::BridgeError;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
+use crate::relay::RedisRelay;
 
 /// Close code sent to a client that keeps sending invalid frames (RFC 6455 policy violation).
 pub const CLOSE_POLICY: u16 = 1008;
 
 /// Shared state of one bridge.
 pub struct Bridge {
-    /// The embedded broker.
-    pub broker: Broker,
+    /// The local broker: this bridge's clients and their subscriptions.
+    pub broker: Arc<Broker>,
+    /// The Redis relay, in Redis mode.
+    pub relay: Option<Arc<RedisRelay>>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     config: Config,
 }
 
 impl Bridge {
-    /// A bridge with `config`.
-    pub fn new(config: Config) -> Arc<Self> {
+    /// A bridge with `config`. In Redis mode this spawns the subscriber task,
+    /// so it must be called inside a Tokio runtime.
+    pub fn new(config: Config) -> Result<Arc<Self>, String> {
         let metrics = Arc::new(Metrics::default());
         let limits = BrokerLimits {
             send_queue: config.send_queue,
             max_subscriptions: config.max_subscriptions,
             max_envelope: config.max_frame,
         };
-        Arc::new(Self { broker: Broker::new(limits, metrics.clone()), metrics, config })
+        let broker = Arc::new(Broker::new(limits, metrics.clone()));
+        let relay = match &config.redis {
+            Some(url) => {
+                let relay = RedisRelay::new(url, metrics.clone())?;
+                tokio::spawn(relay.clone().run_subscriber(broker.clone()));
+                Some(relay)
+            }
+            None => None,
+        };
+        Ok(Arc::new(Self { broker, relay, metrics, config }))
+    }
+
+    /// Validates an envelope and sends it on: to local subscribers (embedded
+    /// mode; returns how many) or to Redis (returns `None`).
+    pub async fn publish(&self, envelope: &[u8]) -> Result<Option<usize>, BridgeError> {
+        let (topic, _) = self.broker.accept(envelope)?;
+        match &self.relay {
+            None => self.broker.deliver(envelope).map(Some),
+            Some(relay) => relay.publish(&topic, envelope).await.map(|()| None),
+        }
+    }
+
+    /// True when the bridge can deliver: always in embedded mode, while the
+    /// Redis subscription is up in Redis mode.
+    pub fn is_ready(&self) -> bool {
+        self.relay.as_ref().is_none_or(|r| r.is_subscribed())
     }
 }
 
@@ -51,7 +80,7 @@ pub fn app(bridge: Arc<Bridge>) -> Router {
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/v1/publish", post(http_publish))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_frame))
         .with_state(bridge)
@@ -73,6 +102,14 @@ pub async fn serve(
         closing.broker.close_all(CLOSE_GOING_AWAY);
     };
     axum::serve(listener, app(bridge)).with_graceful_shutdown(shutdown).await
+}
+
+async fn healthz(State(bridge): State<Arc<Bridge>>) -> Response {
+    if bridge.is_ready() {
+        "ok\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n").into_response()
+    }
 }
 
 async fn metrics(State(bridge): State<Arc<Bridge>>) -> Response {
@@ -116,8 +153,10 @@ async fn http_publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, bod
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let result = if is_json { json_envelope(&body) } else { Ok(body.to_vec()) }
-        .and_then(|bytes| bridge.broker.publish(&bytes).map(|n| (bytes, n)));
+    let result = match if is_json { json_envelope(&body) } else { Ok(body.to_vec()) } {
+        Ok(bytes) => bridge.publish(&bytes).await.map(|n| (bytes, n)),
+        Err(e) => Err(e),
+    };
     match result {
         Ok((bytes, delivered)) => {
             let id = swarmbus_core::envelope::peek_header(&bytes).map(|h| h.id).unwrap_or_default();
@@ -205,7 +244,7 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>) {
                 continue;
             }
         };
-        session.handle(&bytes);
+        session.handle(&bytes).await;
         if session.over_limit() || outbox.is_closed() {
             break;
         }
@@ -228,7 +267,7 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn handle(&mut self, bytes: &[u8]) {
+    async fn handle(&mut self, bytes: &[u8]) {
         let frame = match ClientFrame::decode(bytes) {
             Ok(frame) => frame,
             Err(e) => return self.refuse(BridgeError::Malformed(e.to_string()), None),
@@ -249,7 +288,7 @@ impl Session<'_> {
             (true, ClientFrame::Unsubscribe { pattern }) => {
                 self.bridge.broker.unsubscribe(self.client, &pattern);
             }
-            (true, ClientFrame::Publish { envelope, ack }) => match self.bridge.broker.publish(&envelope) {
+            (true, ClientFrame::Publish { envelope, ack }) => match self.bridge.publish(&envelope).await {
                 Ok(_) => {
                     if let Some(ack) = ack {
                         self.outbox.send_control(&ServerFrame::Ack { ack });

@@ -25,7 +25,7 @@ struct Running {
 async fn start(config: Config) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let bridge = Bridge::new(config);
+    let bridge = Bridge::new(config).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, bridge.clone(), async move {
         let _ = stopped.await;
