@@ -3,10 +3,11 @@
 //! Prometheus metrics. Routing, priorities and the envelope codec come from
 //! `swarmbus-core`.
 //!
-//! Status: embedded broker and Redis mode; authentication and the native
-//! client are not built yet, so the bridge binds to loopback only.
+//! Status: embedded broker, Redis mode and a native [`client`]; authentication
+//! is not built yet, so the bridge binds to loopback only.
 
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;

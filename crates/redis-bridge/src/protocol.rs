@@ -24,6 +24,9 @@ pub enum ClientFrame {
     Subscribe {
         /// A topic pattern (`*`, `>` wildcards).
         pattern: String,
+        /// With it, the bridge answers `ack` (or `error` carrying it).
+        #[serde(default)]
+        ack: Option<u64>,
     },
     /// Stop receiving events for `pattern`.
     Unsubscribe {
@@ -122,7 +125,7 @@ mod tests {
     fn frames_round_trip() {
         let frames = [
             ClientFrame::Hello { v: 1, token: None },
-            ClientFrame::Subscribe { pattern: "a.>".into() },
+            ClientFrame::Subscribe { pattern: "a.>".into(), ack: Some(3) },
             ClientFrame::Publish { envelope: vec![1, 2, 3], ack: Some(7) },
             ClientFrame::Ping { nonce: 9 },
         ];

@@ -280,9 +280,14 @@ impl Session<'_> {
             (false, ClientFrame::Hello { v, .. }) => self.refuse(BridgeError::UnsupportedVersion(v), None),
             (false, _) => self.refuse(BridgeError::HelloRequired, None),
             (true, ClientFrame::Hello { .. }) => {}
-            (true, ClientFrame::Subscribe { pattern }) => {
-                if let Err(e) = self.bridge.broker.subscribe(self.client, &pattern) {
-                    self.refuse(e, None);
+            (true, ClientFrame::Subscribe { pattern, ack }) => {
+                match self.bridge.broker.subscribe(self.client, &pattern) {
+                    Ok(()) => {
+                        if let Some(ack) = ack {
+                            self.outbox.send_control(&ServerFrame::Ack { ack });
+                        }
+                    }
+                    Err(e) => self.refuse(e, ack),
                 }
             }
             (true, ClientFrame::Unsubscribe { pattern }) => {

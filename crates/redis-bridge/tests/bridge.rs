@@ -91,7 +91,7 @@ async fn wildcard_subscribers_get_exactly_their_events() {
     let bridge = start(Config::default()).await;
     let mut sub = client(bridge.addr).await;
     let mut publisher = client(bridge.addr).await;
-    send(&mut sub, &ClientFrame::Subscribe { pattern: "swarm.*.task".into() }).await;
+    send(&mut sub, &ClientFrame::Subscribe { pattern: "swarm.*.task".into(), ack: None }).await;
     sync(&mut sub, 1).await;
 
     let wanted = envelope(10, "swarm.alpha.task", Priority::TASK);
@@ -125,7 +125,7 @@ async fn wildcard_subscribers_get_exactly_their_events() {
 async fn bad_frames_get_error_frames_and_the_connection_survives() {
     let bridge = start(Config::default()).await;
     let (mut early, _) = connect_async(format!("ws://{}/ws", bridge.addr)).await.unwrap();
-    send(&mut early, &ClientFrame::Subscribe { pattern: "a".into() }).await;
+    send(&mut early, &ClientFrame::Subscribe { pattern: "a".into(), ack: None }).await;
     assert!(
         matches!(recv(&mut early).await, Some(ServerFrame::Error { code, .. }) if code == "HELLO_REQUIRED")
     );
@@ -134,7 +134,7 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
     let mut bystander = client(bridge.addr).await;
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![0xc1, 0xff, 0x00], "DECODE_ERROR"),
-        (ClientFrame::Subscribe { pattern: "a.>.b".into() }.encode(), "INVALID_PATTERN"),
+        (ClientFrame::Subscribe { pattern: "a.>.b".into(), ack: None }.encode(), "INVALID_PATTERN"),
         (ClientFrame::Publish { envelope: vec![1, 2, 3], ack: Some(9) }.encode(), "DECODE_ERROR"),
         (
             ClientFrame::Publish { envelope: envelope(1, "t", Priority::BULK)[..10].to_vec(), ack: None }
@@ -195,7 +195,7 @@ async fn oversized_frames_close_the_connection_not_the_bridge() {
 async fn http_publish_reaches_websocket_subscribers_and_metrics_count_it() {
     let bridge = start(Config::default()).await;
     let mut sub = client(bridge.addr).await;
-    send(&mut sub, &ClientFrame::Subscribe { pattern: "edge.>".into() }).await;
+    send(&mut sub, &ClientFrame::Subscribe { pattern: "edge.>".into(), ack: None }).await;
     sync(&mut sub, 1).await;
 
     let (status, body) = http(
@@ -245,7 +245,7 @@ async fn http_publish_reaches_websocket_subscribers_and_metrics_count_it() {
 async fn shutdown_flushes_and_closes_with_going_away() {
     let running = start(Config::default()).await;
     let mut sub = client(running.addr).await;
-    send(&mut sub, &ClientFrame::Subscribe { pattern: "x".into() }).await;
+    send(&mut sub, &ClientFrame::Subscribe { pattern: "x".into(), ack: None }).await;
     sync(&mut sub, 1).await;
     running.bridge.broker.publish(&envelope(1, "x", Priority::BULK)).unwrap();
     running.stop.send(()).unwrap();

@@ -93,7 +93,7 @@ async fn client(addr: SocketAddr, subscribe: Option<&str>) -> Ws {
     send(&mut ws, &ClientFrame::Hello { v: 1, token: None }).await;
     assert!(matches!(recv(&mut ws).await, ServerFrame::Welcome { .. }));
     if let Some(pattern) = subscribe {
-        send(&mut ws, &ClientFrame::Subscribe { pattern: pattern.into() }).await;
+        send(&mut ws, &ClientFrame::Subscribe { pattern: pattern.into(), ack: None }).await;
         send(&mut ws, &ClientFrame::Ping { nonce: 0 }).await;
         assert_eq!(recv(&mut ws).await, ServerFrame::Pong { nonce: 0 });
     }
