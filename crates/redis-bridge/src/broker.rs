@@ -193,18 +193,22 @@ impl Broker {
         true
     }
 
-    /// Validates an envelope from a publisher, counts it as published and
-    /// returns its topic and priority.
-    pub fn accept(&self, envelope_bytes: &[u8]) -> Result<(String, Priority), BridgeError> {
+    /// Validates an envelope from a publisher; returns its topic and priority.
+    pub fn validate(&self, envelope_bytes: &[u8]) -> Result<(String, Priority), BridgeError> {
         let limits = Limits { max_payload: self.limits.max_envelope };
         let env = envelope::decode_ref(envelope_bytes, &limits).map_err(BridgeError::Codec)?;
-        self.metrics.published.get_or_create(&PriorityLabel { priority: env.priority.get() }).inc();
         Ok((env.topic.to_owned(), env.priority))
     }
 
-    /// [`accept`](Self::accept) then [`deliver`](Self::deliver): the embedded-mode publish.
+    /// Counts an accepted publish.
+    pub fn count_published(&self, priority: Priority) {
+        self.metrics.published.get_or_create(&PriorityLabel { priority: priority.get() }).inc();
+    }
+
+    /// Validate, count, [`deliver`](Self::deliver): the embedded-mode publish.
     pub fn publish(&self, envelope_bytes: &[u8]) -> Result<usize, BridgeError> {
-        self.accept(envelope_bytes)?;
+        let (_, priority) = self.validate(envelope_bytes)?;
+        self.count_published(priority);
         self.deliver(envelope_bytes)
     }
 

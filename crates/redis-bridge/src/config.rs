@@ -24,6 +24,9 @@ pub struct Config {
     /// every bridge on the same Redis forms one bus.
     #[arg(long, env = "SWARMBUS_REDIS")]
     pub redis: Option<String>,
+    /// Shared secret for HS256 tokens; without it the bridge is open and binds to loopback only.
+    #[arg(long, env = "SWARMBUS_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
     /// Protocol errors tolerated on one connection before it is closed.
     #[arg(long, env = "SWARMBUS_MAX_STRIKES", default_value_t = 16)]
     pub max_strikes: u32,
@@ -36,14 +39,18 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Refuses settings that would be unsafe. This build has no authentication
-    /// yet, so it only listens on loopback addresses.
+    /// Refuses settings that would be unsafe: an open bridge (no auth secret)
+    /// only listens on loopback addresses.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.listen.ip().is_loopback() {
-            return Err(format!(
-                "refusing to listen on {}: this build of swarmbus-bridge has no authentication yet, so it only binds to loopback (e.g. 127.0.0.1:8080)",
-                self.listen
-            ));
+        match &self.auth_secret {
+            None if !self.listen.ip().is_loopback() => {
+                return Err(format!(
+                    "refusing to listen on {} without authentication: set --auth-secret (or SWARMBUS_AUTH_SECRET), or bind to loopback (e.g. 127.0.0.1:8080)",
+                    self.listen
+                ));
+            }
+            Some(secret) if secret.len() < 16 => return Err("--auth-secret must be at least 16 bytes".into()),
+            _ => {}
         }
         if self.max_frame == 0 || self.send_queue == 0 || self.max_subscriptions == 0 {
             return Err("--max-frame, --send-queue and --max-subscriptions must be positive".into());
@@ -66,6 +73,16 @@ mod tests {
     #[test]
     fn non_loopback_is_refused() {
         let config = Config::parse_from(["swarmbus-bridge", "--listen", "0.0.0.0:8080"]);
-        assert!(config.validate().unwrap_err().contains("only binds to loopback"));
+        assert!(config.validate().unwrap_err().contains("without authentication"));
+        let secured = Config::parse_from([
+            "swarmbus-bridge",
+            "--listen",
+            "0.0.0.0:8080",
+            "--auth-secret",
+            "0123456789abcdef",
+        ]);
+        assert_eq!(secured.validate(), Ok(()));
+        let weak = Config::parse_from(["swarmbus-bridge", "--auth-secret", "short"]);
+        assert!(weak.validate().is_err());
     }
 }

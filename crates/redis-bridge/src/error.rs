@@ -26,6 +26,14 @@ pub enum BridgeError {
     Gone,
     /// Redis could not take the publish (Redis mode).
     Unavailable(String),
+    /// The bridge requires a token and none was given.
+    AuthRequired,
+    /// The token's `exp` has passed.
+    TokenExpired,
+    /// The token is malformed or its signature does not verify.
+    InvalidToken,
+    /// The token does not grant this topic or pattern.
+    Forbidden(String),
 }
 
 impl BridgeError {
@@ -41,6 +49,10 @@ impl BridgeError {
             Self::UnsupportedVersion(_) => "UNSUPPORTED_VERSION",
             Self::Gone => "GONE",
             Self::Unavailable(_) => "UNAVAILABLE",
+            Self::AuthRequired => "AUTH_REQUIRED",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::InvalidToken => "INVALID_TOKEN",
+            Self::Forbidden(_) => "FORBIDDEN",
         }
     }
 }
@@ -59,6 +71,10 @@ impl fmt::Display for BridgeError {
             }
             Self::Gone => f.write_str("connection closed"),
             Self::Unavailable(why) => write!(f, "relay unavailable: {why}"),
+            Self::AuthRequired => f.write_str("this bridge requires a token"),
+            Self::TokenExpired => f.write_str("the token has expired"),
+            Self::InvalidToken => f.write_str("the token is invalid or its signature does not verify"),
+            Self::Forbidden(what) => write!(f, "the token does not grant {what}"),
         }
     }
 }

@@ -3,9 +3,11 @@
 //! Prometheus metrics. Routing, priorities and the envelope codec come from
 //! `swarmbus-core`.
 //!
-//! Status: embedded broker, Redis mode and a native [`client`]; authentication
-//! is not built yet, so the bridge binds to loopback only.
+//! Status: embedded broker, Redis mode, HS256 token auth with topic grants
+//! ([`auth`]), and a native [`client`]. Without an auth secret the bridge
+//! only binds to loopback.
 
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod config;

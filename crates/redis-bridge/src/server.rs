@@ -14,6 +14,7 @@ use serde::Deserialize;
 use swarmbus_core::{Envelope, Priority};
 use tokio::net::TcpListener;
 
+use crate::auth::{Auth, Grants};
 use crate::broker::{Broker, BrokerLimits, ClientId, Outbox};
 use crate::config::Config;
 use crate::error::BridgeError;
@@ -32,6 +33,7 @@ pub struct Bridge {
     pub relay: Option<Arc<RedisRelay>>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    auth: Option<Auth>,
     config: Config,
 }
 
@@ -54,13 +56,27 @@ impl Bridge {
             }
             None => None,
         };
-        Ok(Arc::new(Self { broker, relay, metrics, config }))
+        let auth = config.auth_secret.as_deref().map(Auth::new);
+        Ok(Arc::new(Self { broker, relay, metrics, auth, config }))
     }
 
-    /// Validates an envelope and sends it on: to local subscribers (embedded
-    /// mode; returns how many) or to Redis (returns `None`).
-    pub async fn publish(&self, envelope: &[u8]) -> Result<Option<usize>, BridgeError> {
-        let (topic, _) = self.broker.accept(envelope)?;
+    /// The grants of a token: everything on an open bridge, else what the token says.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Grants, BridgeError> {
+        match &self.auth {
+            None => Ok(Grants::open()),
+            Some(auth) => auth.verify(token),
+        }
+    }
+
+    /// Validates an envelope, checks the publisher's grants, and sends it on:
+    /// to local subscribers (embedded mode; returns how many) or to Redis
+    /// (returns `None`).
+    pub async fn publish(&self, envelope: &[u8], grants: &Grants) -> Result<Option<usize>, BridgeError> {
+        let (topic, priority) = self.broker.validate(envelope)?;
+        if !grants.may_publish(&topic) {
+            return Err(BridgeError::Forbidden(format!("publishing on {topic}")));
+        }
+        self.broker.count_published(priority);
         match &self.relay {
             None => self.broker.deliver(envelope).map(Some),
             Some(relay) => relay.publish(&topic, envelope).await.map(|()| None),
@@ -149,12 +165,23 @@ struct JsonPublish {
 /// or JSON `{topic, payload, priority?, ttlMs?, sender?, swarm?, correlationId?}`
 /// whose payload is re-encoded as MessagePack.
 async fn http_publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let grants = match bridge.authenticate(token) {
+        Ok(grants) => grants,
+        Err(e) => {
+            bridge.metrics.error(e.code());
+            return HttpError(StatusCode::UNAUTHORIZED, e).into_response();
+        }
+    };
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let result = match if is_json { json_envelope(&body) } else { Ok(body.to_vec()) } {
-        Ok(bytes) => bridge.publish(&bytes).await.map(|n| (bytes, n)),
+        Ok(bytes) => bridge.publish(&bytes, &grants).await.map(|n| (bytes, n)),
         Err(e) => Err(e),
     };
     match result {
@@ -168,6 +195,8 @@ async fn http_publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, bod
                 BridgeError::Codec(swarmbus_core::CodecError::TooLarge { .. }) => {
                     StatusCode::PAYLOAD_TOO_LARGE
                 }
+                BridgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                BridgeError::Forbidden(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,
             };
             HttpError(status, e).into_response()
@@ -229,7 +258,8 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>) {
         let _ = sink.send(Message::Close(Some(close))).await;
     });
 
-    let mut session = Session { bridge: &bridge, client, outbox: &outbox, greeted: false, strikes: 0 };
+    let mut session =
+        Session { bridge: &bridge, client, outbox: &outbox, grants: None, strikes: 0, fatal: false };
     while let Some(Ok(message)) = stream.next().await {
         let bytes = match message {
             Message::Binary(bytes) => bytes,
@@ -245,11 +275,11 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>) {
             }
         };
         session.handle(&bytes).await;
-        if session.over_limit() || outbox.is_closed() {
+        if session.over_limit() || session.fatal || outbox.is_closed() {
             break;
         }
     }
-    if session.over_limit() {
+    if session.over_limit() || session.fatal {
         outbox.set_close_code(CLOSE_POLICY);
         bridge.metrics.abusive_disconnects.inc();
     }
@@ -262,8 +292,11 @@ struct Session<'a> {
     bridge: &'a Bridge,
     client: ClientId,
     outbox: &'a Outbox,
-    greeted: bool,
+    /// Set by a successful hello.
+    grants: Option<Grants>,
     strikes: u32,
+    /// A refused hello token ends the connection.
+    fatal: bool,
 }
 
 impl Session<'_> {
@@ -272,16 +305,40 @@ impl Session<'_> {
             Ok(frame) => frame,
             Err(e) => return self.refuse(BridgeError::Malformed(e.to_string()), None),
         };
-        match (self.greeted, frame) {
-            (false, ClientFrame::Hello { v, .. }) if v == PROTOCOL_VERSION => {
-                self.greeted = true;
-                self.outbox.send_control(&ServerFrame::Welcome { v: PROTOCOL_VERSION, session: self.client });
+        let Some(grants) = &self.grants else {
+            match frame {
+                ClientFrame::Hello { v, token } if v == PROTOCOL_VERSION => {
+                    match self.bridge.authenticate(token.as_deref()) {
+                        Ok(grants) => {
+                            tracing::debug!(client = self.client, subject = %grants.subject, "hello");
+                            self.grants = Some(grants);
+                            self.outbox.send_control(&ServerFrame::Welcome {
+                                v: PROTOCOL_VERSION,
+                                session: self.client,
+                            });
+                        }
+                        Err(e) => {
+                            self.fatal = true;
+                            self.refuse(e, None);
+                        }
+                    }
+                }
+                ClientFrame::Hello { v, .. } => self.refuse(BridgeError::UnsupportedVersion(v), None),
+                _ => self.refuse(BridgeError::HelloRequired, None),
             }
-            (false, ClientFrame::Hello { v, .. }) => self.refuse(BridgeError::UnsupportedVersion(v), None),
-            (false, _) => self.refuse(BridgeError::HelloRequired, None),
-            (true, ClientFrame::Hello { .. }) => {}
-            (true, ClientFrame::Subscribe { pattern, ack }) => {
-                match self.bridge.broker.subscribe(self.client, &pattern) {
+            return;
+        };
+        match frame {
+            ClientFrame::Hello { .. } => {}
+            ClientFrame::Subscribe { pattern, ack } => {
+                let result = if grants.may_subscribe(&pattern)
+                    || swarmbus_core::topic::validate_pattern(&pattern).is_err()
+                {
+                    self.bridge.broker.subscribe(self.client, &pattern)
+                } else {
+                    Err(BridgeError::Forbidden(format!("subscribing to {pattern}")))
+                };
+                match result {
                     Ok(()) => {
                         if let Some(ack) = ack {
                             self.outbox.send_control(&ServerFrame::Ack { ack });
@@ -290,10 +347,10 @@ impl Session<'_> {
                     Err(e) => self.refuse(e, ack),
                 }
             }
-            (true, ClientFrame::Unsubscribe { pattern }) => {
+            ClientFrame::Unsubscribe { pattern } => {
                 self.bridge.broker.unsubscribe(self.client, &pattern);
             }
-            (true, ClientFrame::Publish { envelope, ack }) => match self.bridge.publish(&envelope).await {
+            ClientFrame::Publish { envelope, ack } => match self.bridge.publish(&envelope, grants).await {
                 Ok(_) => {
                     if let Some(ack) = ack {
                         self.outbox.send_control(&ServerFrame::Ack { ack });
@@ -301,7 +358,7 @@ impl Session<'_> {
                 }
                 Err(e) => self.refuse(e, ack),
             },
-            (true, ClientFrame::Ping { nonce }) => self.outbox.send_control(&ServerFrame::Pong { nonce }),
+            ClientFrame::Ping { nonce } => self.outbox.send_control(&ServerFrame::Pong { nonce }),
         }
     }
 

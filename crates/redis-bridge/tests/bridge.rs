@@ -263,3 +263,100 @@ async fn shutdown_flushes_and_closes_with_going_away() {
     assert!(got_event, "the queued event is flushed before the close");
     assert_eq!(close_code, Some(1001));
 }
+
+mod auth {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use swarmbus_bridge::auth::Claims;
+
+    const SECRET: &str = "test-secret-0123456789";
+
+    fn token(secret: &str, exp_offset: i64, publish: &[&str], subscribe: &[&str]) -> String {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let claims = Claims {
+            sub: "agent-1".into(),
+            exp: (now + exp_offset) as u64,
+            publish: publish.iter().map(|s| s.to_string()).collect(),
+            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        };
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    /// Says hello with `token`; returns the first answer and the close code, if the bridge closed.
+    async fn hello(addr: SocketAddr, token: Option<String>) -> (ServerFrame, Option<u16>, Ws) {
+        let (mut ws, _) = connect_async(format!("ws://{addr}/ws")).await.unwrap();
+        send(&mut ws, &ClientFrame::Hello { v: 1, token }).await;
+        let first = recv(&mut ws).await.expect("an answer to hello");
+        let mut close = None;
+        if matches!(first, ServerFrame::Error { .. }) {
+            while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                if let Message::Close(frame) = message {
+                    close = frame.map(|f| u16::from(f.code));
+                }
+            }
+        }
+        (first, close, ws)
+    }
+
+    fn code_of(frame: &ServerFrame) -> &str {
+        match frame {
+            ServerFrame::Error { code, .. } => code,
+            _ => "",
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_and_grants_are_enforced() {
+        let bridge = start(Config { auth_secret: Some(SECRET.into()), ..Config::default() }).await;
+        for (token, code) in [
+            (None, "AUTH_REQUIRED"),
+            (Some(token(SECRET, -60, &[">"], &[">"])), "TOKEN_EXPIRED"),
+            (Some(token("some-other-secret-000", 60, &[">"], &[">"])), "INVALID_TOKEN"),
+            (Some("garbage".to_string()), "INVALID_TOKEN"),
+        ] {
+            let (answer, close, _) = hello(bridge.addr, token).await;
+            assert_eq!((code_of(&answer), close), (code, Some(1008)));
+        }
+
+        let good = token(SECRET, 60, &["swarm.alpha.>"], &["swarm.*.phase"]);
+        let (answer, _, mut ws) = hello(bridge.addr, Some(good.clone())).await;
+        assert!(matches!(answer, ServerFrame::Welcome { .. }));
+        send(&mut ws, &ClientFrame::Subscribe { pattern: "swarm.>".into(), ack: Some(1) }).await;
+        assert_eq!(code_of(&recv(&mut ws).await.unwrap()), "FORBIDDEN");
+        send(&mut ws, &ClientFrame::Subscribe { pattern: "swarm.beta.phase".into(), ack: Some(2) }).await;
+        assert_eq!(recv(&mut ws).await, Some(ServerFrame::Ack { ack: 2 }));
+        send(
+            &mut ws,
+            &ClientFrame::Publish { envelope: envelope(1, "swarm.beta.task", Priority::TASK), ack: Some(3) },
+        )
+        .await;
+        assert!(
+            matches!(recv(&mut ws).await, Some(ServerFrame::Error { code, ack: Some(3), .. }) if code == "FORBIDDEN")
+        );
+        send(
+            &mut ws,
+            &ClientFrame::Publish { envelope: envelope(2, "swarm.alpha.task", Priority::TASK), ack: Some(4) },
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await, Some(ServerFrame::Ack { ack: 4 }));
+
+        let body = r#"{"topic":"swarm.alpha.x","payload":1}"#;
+        let (status, text) = http(bridge.addr, &post_json(body)).await;
+        assert_eq!((status, text.contains("AUTH_REQUIRED")), (401, true), "{text}");
+        let authorized = post_json(body).replacen(
+            "Host: x\r\n",
+            &format!("Host: x\r\nAuthorization: Bearer {good}\r\n"),
+            1,
+        );
+        let (status, text) = http(bridge.addr, &authorized).await;
+        assert_eq!(status, 200, "{text}");
+        let forbidden = post_json(r#"{"topic":"swarm.beta.x","payload":1}"#).replacen(
+            "Host: x\r\n",
+            &format!("Host: x\r\nAuthorization: Bearer {good}\r\n"),
+            1,
+        );
+        let (status, text) = http(bridge.addr, &forbidden).await;
+        assert_eq!((status, text.contains("FORBIDDEN")), (403, true), "{text}");
+    }
+}
