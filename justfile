@@ -135,3 +135,27 @@ demo *args:
 bench-js: build-wasm
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node crates/wasm/bench/bench.mjs
+
+# Bridge throughput and latency: the load generator (examples/load.rs) against
+# the bridge binary, embedded and through a redis-server on a free port.
+bench-bridge seconds="5":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p swarmbus-bridge --bins --examples
+    bin=target/release/swarmbus-bridge
+    load=target/release/examples/load
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+    wait_up() { for _ in $(seq 100); do curl -fs "http://$1/healthz" >/dev/null && return 0; sleep 0.1; done; echo "bridge $1 did not come up"; exit 1; }
+    $bin --listen 127.0.0.1:18080 2>/dev/null & pids+=($!)
+    redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no >/dev/null & pids+=($!)
+    sleep 0.3
+    $bin --listen 127.0.0.1:18081 --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
+    $bin --listen 127.0.0.1:18082 --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
+    wait_up 127.0.0.1:18080; wait_up 127.0.0.1:18081; wait_up 127.0.0.1:18082
+    echo "| mode | publishers | subscribers | published/s | delivered/s | p50 ms | p99 ms | lost |"
+    echo "|---|---|---|---|---|---|---|---|"
+    $load --label "embedded, max rate" --url ws://127.0.0.1:18080/ws --publishers 4 --subscribers 4 --seconds {{seconds}}
+    $load --label "embedded, 10k msg/s" --url ws://127.0.0.1:18080/ws --publishers 4 --subscribers 4 --rate 2500 --seconds {{seconds}}
+    $load --label "redis, 2 bridges, max rate" --url ws://127.0.0.1:18081/ws ws://127.0.0.1:18082/ws --publishers 4 --subscribers 4 --seconds {{seconds}}
+    $load --label "redis, 2 bridges, 10k msg/s" --url ws://127.0.0.1:18081/ws ws://127.0.0.1:18082/ws --publishers 4 --subscribers 4 --rate 2500 --seconds {{seconds}}

@@ -27,6 +27,9 @@ pub struct Config {
     /// Shared secret for HS256 tokens; without it the bridge is open and binds to loopback only.
     #[arg(long, env = "SWARMBUS_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
+    /// Serve static files (the dashboard) from this directory at `/`.
+    #[arg(long = "static", env = "SWARMBUS_STATIC")]
+    pub static_dir: Option<std::path::PathBuf>,
     /// Protocol errors tolerated on one connection before it is closed.
     #[arg(long, env = "SWARMBUS_MAX_STRIKES", default_value_t = 16)]
     pub max_strikes: u32,

@@ -93,13 +93,18 @@ impl Bridge {
 /// The routes.
 pub fn app(bridge: Arc<Bridge>) -> Router {
     let max_frame = bridge.config.max_frame;
-    Router::new()
+    let static_dir = bridge.config.static_dir.clone();
+    let router = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/v1/publish", post(http_publish))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_frame))
-        .with_state(bridge)
+        .with_state(bridge);
+    match static_dir {
+        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => router,
+    }
 }
 
 /// Close code sent to every client when the bridge shuts down ("going away").

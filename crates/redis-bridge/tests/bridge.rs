@@ -360,3 +360,20 @@ mod auth {
         assert_eq!((status, text.contains("FORBIDDEN")), (403, true), "{text}");
     }
 }
+
+#[tokio::test]
+async fn serves_static_files_when_asked() {
+    let dir = std::env::temp_dir().join(format!("swarmbus-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>swarm</h1>").unwrap();
+    let running = start(Config { static_dir: Some(dir.clone()), ..Config::default() }).await;
+    let (status, body) = http(running.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "<h1>swarm</h1>"));
+    let (status, _) =
+        http(running.addr, "GET /missing.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        http(running.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 200, "API routes win over static files");
+    std::fs::remove_dir_all(dir).unwrap();
+}
