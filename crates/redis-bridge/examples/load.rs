@@ -12,7 +12,7 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
 use swarmbus_core::{envelope, Envelope, Priority};
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
@@ -37,12 +37,17 @@ struct Args {
     label: String,
 }
 
+/// Publishes in flight per publisher at full speed.
+const WINDOW: u64 = 256;
+
 fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-async fn connect(url: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let (mut ws, _) = connect_async(url).await.expect("bridge reachable");
+async fn connect(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut ws, _) = connect_async_with_config(url, None, true).await.expect("bridge reachable");
     ws.send(Message::Binary(ClientFrame::Hello { v: 1, token: None }.encode().into())).await.unwrap();
     let _welcome = ws.next().await;
     ws
@@ -57,9 +62,11 @@ async fn main() {
     let mut subscribers = Vec::new();
     for i in 0..args.subscribers {
         let mut ws = connect(&args.url[i % args.url.len()]).await;
-        ws.send(Message::Binary(ClientFrame::Subscribe { pattern: "load.>".into(), ack: Some(1) }.encode().into()))
-            .await
-            .unwrap();
+        ws.send(Message::Binary(
+            ClientFrame::Subscribe { pattern: "load.>".into(), ack: Some(1) }.encode().into(),
+        ))
+        .await
+        .unwrap();
         let _ack = ws.next().await;
         let delivered = delivered.clone();
         subscribers.push(tokio::spawn(async move {
@@ -96,12 +103,22 @@ async fn main() {
                 let mut payload = vec![0u8; size];
                 payload[..8].copy_from_slice(&now_micros().to_le_bytes());
                 let env = Envelope::new(n, format!("load.p{i}.tick"), Priority::new((n % 8) as u8).unwrap(), 0, payload);
-                let frame = ClientFrame::Publish { envelope: env.encode().unwrap(), ack: None };
+                // At full speed, every WINDOW-th publish asks for an ack and waits for it,
+                // so at most WINDOW publishes are in flight (closed loop, no unbounded backlog).
+                let ack = (interval.is_none() && n % WINDOW == 0).then_some(n);
+                let frame = ClientFrame::Publish { envelope: env.encode().unwrap(), ack };
                 if ws.feed(Message::Binary(frame.encode().into())).await.is_err() {
                     break;
                 }
-                if n % 64 == 0 && ws.flush().await.is_err() {
+                if (interval.is_some() || ack.is_some()) && ws.flush().await.is_err() {
                     break;
+                }
+                if ack.is_some() {
+                    while let Some(Ok(message)) = ws.next().await {
+                        if matches!(message, Message::Binary(ref b) if matches!(ServerFrame::decode(b), Ok(ServerFrame::Ack { .. }))) {
+                            break;
+                        }
+                    }
                 }
                 published.fetch_add(1, Ordering::Relaxed);
                 if let Some(interval) = interval {
@@ -124,7 +141,12 @@ async fn main() {
         latencies.extend(s.await.unwrap_or_default());
     }
     latencies.sort_unstable();
-    let pct = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let published = published.load(Ordering::Relaxed);
     let delivered = delivered.load(Ordering::Relaxed);
     println!(

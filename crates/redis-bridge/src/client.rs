@@ -24,7 +24,7 @@ use swarmbus_core::{envelope, Envelope};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{connect_async_with_config, MaybeTlsStream, WebSocketStream};
 
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
 
@@ -173,7 +173,8 @@ impl Client {
 }
 
 async fn open(url: &str, options: &ClientOptions) -> Result<Socket, ClientError> {
-    let (mut socket, _) = connect_async(url).await.map_err(|e| ClientError::Connect(e.to_string()))?;
+    let (mut socket, _) =
+        connect_async_with_config(url, None, true).await.map_err(|e| ClientError::Connect(e.to_string()))?;
     let hello = ClientFrame::Hello { v: PROTOCOL_VERSION, token: options.token.clone() };
     socket
         .send(Message::Binary(hello.encode().into()))
