@@ -147,11 +147,12 @@ bench-bridge seconds="5":
     pids=()
     trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
     wait_up() { for _ in $(seq 100); do curl -fs "http://$1/healthz" >/dev/null && return 0; sleep 0.1; done; echo "bridge $1 did not come up"; exit 1; }
-    $bin --listen 127.0.0.1:18080 2>/dev/null & pids+=($!)
+    limits="--publish-rate 10000000 --publish-burst 1000000"
+    $bin --listen 127.0.0.1:18080 $limits 2>/dev/null & pids+=($!)
     redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no >/dev/null & pids+=($!)
     sleep 0.3
-    $bin --listen 127.0.0.1:18081 --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
-    $bin --listen 127.0.0.1:18082 --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
+    $bin --listen 127.0.0.1:18081 $limits --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
+    $bin --listen 127.0.0.1:18082 $limits --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
     wait_up 127.0.0.1:18080; wait_up 127.0.0.1:18081; wait_up 127.0.0.1:18082
     echo "| mode | publishers | subscribers | published/s | delivered/s | p50 ms | p99 ms | lost |"
     echo "|---|---|---|---|---|---|---|---|"

@@ -30,6 +30,12 @@ pub struct Config {
     /// Serve static files (the dashboard) from this directory at `/`.
     #[arg(long = "static", env = "SWARMBUS_STATIC")]
     pub static_dir: Option<std::path::PathBuf>,
+    /// Publishes per second allowed on one connection (token bucket refill rate).
+    #[arg(long, env = "SWARMBUS_PUBLISH_RATE", default_value_t = 50_000)]
+    pub publish_rate: u32,
+    /// Publishes one connection may burst above the rate (token bucket size).
+    #[arg(long, env = "SWARMBUS_PUBLISH_BURST", default_value_t = 10_000)]
+    pub publish_burst: u32,
     /// Protocol errors tolerated on one connection before it is closed.
     #[arg(long, env = "SWARMBUS_MAX_STRIKES", default_value_t = 16)]
     pub max_strikes: u32,
@@ -57,6 +63,9 @@ impl Config {
         }
         if self.max_frame == 0 || self.send_queue == 0 || self.max_subscriptions == 0 {
             return Err("--max-frame, --send-queue and --max-subscriptions must be positive".into());
+        }
+        if self.publish_rate == 0 || self.publish_burst == 0 {
+            return Err("--publish-rate and --publish-burst must be positive".into());
         }
         Ok(())
     }

@@ -34,6 +34,8 @@ pub enum BridgeError {
     InvalidToken,
     /// The token does not grant this topic or pattern.
     Forbidden(String),
+    /// The connection publishes faster than `--publish-rate`.
+    RateLimited(u32),
 }
 
 impl BridgeError {
@@ -53,6 +55,7 @@ impl BridgeError {
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::InvalidToken => "INVALID_TOKEN",
             Self::Forbidden(_) => "FORBIDDEN",
+            Self::RateLimited(_) => "RATE_LIMITED",
         }
     }
 }
@@ -75,6 +78,7 @@ impl fmt::Display for BridgeError {
             Self::TokenExpired => f.write_str("the token has expired"),
             Self::InvalidToken => f.write_str("the token is invalid or its signature does not verify"),
             Self::Forbidden(what) => write!(f, "the token does not grant {what}"),
+            Self::RateLimited(rate) => write!(f, "more than {rate} publishes per second on this connection"),
         }
     }
 }

@@ -268,8 +268,9 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>) {
         let _ = sink.send(Message::Close(Some(close))).await;
     });
 
+    let bucket = TokenBucket::new(bridge.config.publish_rate, bridge.config.publish_burst);
     let mut session =
-        Session { bridge: &bridge, client, outbox: &outbox, grants: None, strikes: 0, fatal: false };
+        Session { bridge: &bridge, client, outbox: &outbox, grants: None, strikes: 0, fatal: false, bucket };
     while let Some(Ok(message)) = stream.next().await {
         let bytes = match message {
             Message::Binary(bytes) => bytes,
@@ -307,6 +308,35 @@ struct Session<'a> {
     strikes: u32,
     /// A refused hello token ends the connection.
     fatal: bool,
+    bucket: TokenBucket,
+}
+
+/// Per-connection publish rate limit.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { rate: f64::from(rate.max(1)), burst, tokens: burst, last: std::time::Instant::now() }
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Session<'_> {
@@ -359,6 +389,12 @@ impl Session<'_> {
             }
             ClientFrame::Unsubscribe { pattern } => {
                 self.bridge.broker.unsubscribe(self.client, &pattern);
+            }
+            ClientFrame::Publish { ack, .. } if !self.bucket.take() => {
+                // Not a protocol violation: answered, counted, no strike.
+                let error = BridgeError::RateLimited(self.bridge.config.publish_rate);
+                self.bridge.metrics.error(error.code());
+                self.outbox.send_control(&ServerFrame::error(error.code(), &error, ack));
             }
             ClientFrame::Publish { envelope, ack } => match self.bridge.publish(&envelope, grants).await {
                 Ok(_) => {

@@ -377,3 +377,28 @@ async fn serves_static_files_when_asked() {
     assert_eq!(status, 200, "API routes win over static files");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn publishes_beyond_the_rate_are_refused_then_allowed_again() {
+    let running = start(Config { publish_rate: 20, publish_burst: 5, ..Config::default() }).await;
+    let mut ws = client(running.addr).await;
+    let mut limited = 0;
+    for ack in 0..10 {
+        send(&mut ws, &ClientFrame::Publish { envelope: envelope(ack, "t", Priority::BULK), ack: Some(ack) })
+            .await;
+        match recv(&mut ws).await {
+            Some(ServerFrame::Ack { .. }) => {}
+            Some(ServerFrame::Error { code, ack: Some(_), .. }) if code == "RATE_LIMITED" => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(limited >= 4, "a burst of 5 at 20/s lets about 5 of 10 through, {limited} refused");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&mut ws, &ClientFrame::Publish { envelope: envelope(99, "t", Priority::BULK), ack: Some(99) }).await;
+    assert_eq!(recv(&mut ws).await, Some(ServerFrame::Ack { ack: 99 }));
+    assert!(running
+        .bridge
+        .metrics
+        .render()
+        .contains(&format!("swarmbus_errors_total{{code=\"RATE_LIMITED\"}} {limited}")));
+}
