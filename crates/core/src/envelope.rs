@@ -122,6 +122,70 @@ impl Envelope {
     }
 }
 
+/// An envelope as applications describe it (JSON bodies, JS objects): topic
+/// and payload required, everything else optional. `P` is the payload before
+/// it becomes bytes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvelopeInput<P> {
+    /// Concrete topic.
+    pub topic: String,
+    /// Priority 0–9, default 5.
+    #[serde(default)]
+    pub priority: Option<u8>,
+    /// The payload, encoded by [`into_envelope`](Self::into_envelope)'s caller.
+    pub payload: P,
+    /// Event id; the caller supplies a default.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// Time to live in milliseconds.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+    /// Sender agent.
+    #[serde(default)]
+    pub sender: Option<String>,
+    /// Swarm.
+    #[serde(default)]
+    pub swarm: Option<String>,
+    /// Correlation id.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+}
+
+impl<P> EnvelopeInput<P> {
+    /// Builds the envelope: `encode` turns the payload into bytes, `default_id`
+    /// is called when no id was given, the priority defaults to 5.
+    ///
+    /// # Examples
+    /// ```
+    /// use swarmbus_core::envelope::EnvelopeInput;
+    /// let input: EnvelopeInput<String> = serde_json::from_str(r#"{"topic":"a.b","payload":"hi","ttlMs":5}"#).unwrap();
+    /// let env = input.into_envelope(|| 7, 1_000, |p| Ok::<_, swarmbus_core::CodecError>(p.into_bytes()))?;
+    /// assert_eq!((env.id, env.priority.get(), env.ttl_ms, &env.payload[..]), (7, 5, Some(5), &b"hi"[..]));
+    /// # Ok::<(), swarmbus_core::CodecError>(())
+    /// ```
+    pub fn into_envelope<E: From<CodecError>>(
+        self,
+        default_id: impl FnOnce() -> u64,
+        timestamp_ms: u64,
+        encode: impl FnOnce(P) -> Result<Vec<u8>, E>,
+    ) -> Result<Envelope, E> {
+        let raw = self.priority.unwrap_or(Priority::NORMAL.get());
+        let priority = Priority::new(raw).map_err(|_| CodecError::InvalidPriority(raw as u64))?;
+        Ok(Envelope {
+            id: self.id.unwrap_or_else(default_id),
+            topic: self.topic,
+            priority,
+            timestamp_ms,
+            ttl_ms: self.ttl_ms,
+            sender: self.sender,
+            swarm: self.swarm,
+            correlation_id: self.correlation_id,
+            payload: encode(self.payload)?,
+        })
+    }
+}
+
 /// An envelope borrowing its strings and payload from a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeRef<'a> {

@@ -22,7 +22,7 @@ pub use bus::{BusConfig, Event, EventBus, EventId, HandlerError, PublishOptions,
 #[cfg(feature = "std")]
 pub use clock::SystemClock;
 pub use clock::{Clock, ManualClock};
-pub use envelope::{Envelope, EnvelopeRef, Header};
+pub use envelope::{Envelope, EnvelopeInput, EnvelopeRef, Header};
 pub use error::{BusError, CircuitOpen, CodecError, PriorityError, QueueFull, StoreError, TopicError};
 pub use metrics::BusMetrics;
 pub use patch::{Patch, PatchOp};

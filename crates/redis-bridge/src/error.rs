@@ -84,3 +84,9 @@ impl fmt::Display for BridgeError {
 }
 
 impl std::error::Error for BridgeError {}
+
+impl From<CodecError> for BridgeError {
+    fn from(e: CodecError) -> Self {
+        Self::Codec(e)
+    }
+}

@@ -11,8 +11,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use swarmbus_core::{Envelope, Priority};
+use swarmbus_core::EnvelopeInput;
 use tokio::net::TcpListener;
 
 use crate::auth::{Auth, Grants};
@@ -154,23 +153,6 @@ impl IntoResponse for HttpError {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct JsonPublish {
-    topic: String,
-    #[serde(default)]
-    priority: Option<u8>,
-    payload: serde_json::Value,
-    #[serde(default)]
-    ttl_ms: Option<u64>,
-    #[serde(default)]
-    sender: Option<String>,
-    #[serde(default)]
-    swarm: Option<String>,
-    #[serde(default)]
-    correlation_id: Option<String>,
-}
-
 /// `POST /v1/publish`: a MessagePack envelope (`content-type: application/msgpack`)
 /// or JSON `{topic, payload, priority?, ttlMs?, sender?, swarm?, correlationId?}`
 /// whose payload is re-encoded as MessagePack.
@@ -215,25 +197,14 @@ async fn http_publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, bod
 }
 
 fn json_envelope(body: &[u8]) -> Result<Vec<u8>, BridgeError> {
-    let input: JsonPublish =
+    let input: EnvelopeInput<serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| BridgeError::Malformed(e.to_string()))?;
-    let priority = Priority::new(input.priority.unwrap_or(Priority::NORMAL.get()))
-        .map_err(|e| BridgeError::Codec(swarmbus_core::CodecError::InvalidPriority(e.value as u64)))?;
-    let payload = rmp_serde::to_vec(&input.payload).map_err(|e| BridgeError::Malformed(e.to_string()))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let envelope = Envelope {
-        id: next_http_id(),
-        topic: input.topic,
-        priority,
-        timestamp_ms: now,
-        ttl_ms: input.ttl_ms,
-        sender: input.sender,
-        swarm: input.swarm,
-        correlation_id: input.correlation_id,
-        payload,
-    };
+    let envelope = input.into_envelope(next_http_id, now, |payload| {
+        rmp_serde::to_vec(&payload).map_err(|e| BridgeError::Malformed(e.to_string()))
+    })?;
     envelope.encode().map_err(BridgeError::Codec)
 }
 

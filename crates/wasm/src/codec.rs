@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use js_sys::{Object, Reflect, Uint8Array};
 use serde::Deserialize;
-use swarmbus_core::envelope::{self, Envelope};
-use swarmbus_core::Priority;
+use swarmbus_core::envelope::{self, EnvelopeInput};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{from_js, u64_to_js, value_to_js};
@@ -77,24 +76,13 @@ pub(crate) fn read_value(bytes: &[u8]) -> Result<rmpv::Value> {
     Ok(value)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EnvelopeInput {
-    topic: String,
-    #[serde(default)]
-    priority: Option<u8>,
-    #[serde(with = "serde_wasm_bindgen::preserve")]
-    payload: JsValue,
-    #[serde(default)]
-    id: Option<u64>,
-    #[serde(default)]
-    ttl_ms: Option<u64>,
-    #[serde(default)]
-    sender: Option<String>,
-    #[serde(default)]
-    swarm: Option<String>,
-    #[serde(default)]
-    correlation_id: Option<String>,
+/// A JS payload kept as is while the rest of the input is deserialized.
+struct JsPayload(JsValue);
+
+impl<'de> Deserialize<'de> for JsPayload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> core::result::Result<Self, D::Error> {
+        serde_wasm_bindgen::preserve::deserialize(deserializer).map(JsPayload)
+    }
 }
 
 thread_local! {
@@ -125,19 +113,9 @@ pub(crate) fn payload_bytes(payload: JsValue) -> Result<Vec<u8>> {
 pub fn encode_envelope(
     #[wasm_bindgen(unchecked_param_type = "EnvelopeInput")] input: JsValue,
 ) -> Result<Vec<u8>> {
-    let input: EnvelopeInput = from_js(input)?;
-    let priority = Priority::new(input.priority.unwrap_or(Priority::NORMAL.get()))?;
-    let envelope = Envelope {
-        id: input.id.unwrap_or_else(next_envelope_id),
-        topic: input.topic,
-        priority,
-        timestamp_ms: js_sys::Date::now() as u64,
-        ttl_ms: input.ttl_ms,
-        sender: input.sender,
-        swarm: input.swarm,
-        correlation_id: input.correlation_id,
-        payload: payload_bytes(input.payload)?,
-    };
+    let input: EnvelopeInput<JsPayload> = from_js(input)?;
+    let envelope =
+        input.into_envelope(next_envelope_id, js_sys::Date::now() as u64, |p| payload_bytes(p.0))?;
     Ok(envelope.encode()?)
 }
 
