@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::bus::{breaker_info, try_call};
-use crate::convert::{from_js, to_js};
+use crate::convert::{from_js, options_or_default, to_js};
 use crate::error::{Error, Result};
 
 fn now_ms() -> u64 {
@@ -40,11 +40,7 @@ impl CircuitBreaker {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "BreakerOptions | undefined")] options: JsValue,
     ) -> Result<CircuitBreaker> {
-        let config: BreakerConfig = if options.is_undefined() || options.is_null() {
-            BreakerConfig::default()
-        } else {
-            from_js(options)?
-        };
+        let config: BreakerConfig = options_or_default(options)?;
         Ok(Self { inner: Rc::new(RefCell::new(CoreBreaker::new(config))) })
     }
 
@@ -140,11 +136,7 @@ impl CircuitBreaker {
 
 impl CircuitBreaker {
     fn admit(&self, options: JsValue) -> Result<Permit> {
-        let options: RunOptions = if options.is_undefined() || options.is_null() {
-            RunOptions::default()
-        } else {
-            from_js(options)?
-        };
+        let options: RunOptions = options_or_default(options)?;
         let priority = Priority::new(options.priority.unwrap_or(Priority::NORMAL.get()))?;
         Ok(self.inner.borrow_mut().try_acquire(now_ms(), priority)?)
     }

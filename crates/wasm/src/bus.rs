@@ -14,7 +14,7 @@ use swarmbus_core::{BusConfig, EventBus, Priority, SubscriptionId};
 use wasm_bindgen::prelude::*;
 
 use crate::codec::set;
-use crate::convert::{from_js, to_js};
+use crate::convert::{from_js, options_or_default, to_js};
 use crate::error::{Error, Result};
 
 type Clock = fn() -> u64;
@@ -157,11 +157,7 @@ impl Bus {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "BusOptions | undefined")] options: JsValue,
     ) -> Result<Bus> {
-        let options: BusOptions = if options.is_undefined() || options.is_null() {
-            BusOptions::default()
-        } else {
-            from_js(options)?
-        };
+        let options: BusOptions = options_or_default(options)?;
         let defaults = BusConfig::default();
         let config = BusConfig {
             capacity: options.capacity.unwrap_or(defaults.capacity).max(1),
@@ -209,8 +205,10 @@ impl Bus {
         let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("subscribe"))?;
         let thrown = self.thrown.clone();
         let topics = RefCell::new(TopicCache::default());
-        let id = bus
-            .subscribe_with(pattern, SubscribeOptions { once: options.once, breaker: None }, move |event| {
+        let id = bus.subscribe_with(
+            pattern,
+            SubscribeOptions { once: options.once, breaker: None },
+            move |event| {
                 let topic = topics.borrow_mut().get(&event.topic);
                 let outcome = call_handler(
                     &handler,
@@ -227,11 +225,8 @@ impl Bus {
                 let message = error_message(&error);
                 *thrown.borrow_mut() = Some(error);
                 Err(HandlerError(message))
-            })
-            .map_err(|e| match e {
-                swarmbus_core::BusError::InvalidPattern(e) => Error::pattern(e),
-                other => other.into(),
-            })?;
+            },
+        )?;
         Ok(id.get() as f64)
     }
 
@@ -273,10 +268,7 @@ impl Bus {
         let count = payloads.length() as u64;
         self.next_id.set(first + count);
         let events = payloads.iter().enumerate().map(|(i, payload)| (EventId(first + i as u64), payload));
-        let queued = bus.publish_batch(topic, events, options).map_err(|e| match e {
-            swarmbus_core::BusError::InvalidTopic(e) => Error::topic(e),
-            other => other.into(),
-        })?;
+        let queued = bus.publish_batch(topic, events, options)?;
         Ok(queued as u32)
     }
 
@@ -389,10 +381,7 @@ impl Bus {
             pending.push_back(Pending { topic: topic.to_owned(), payload, options, id });
             return Ok(id as f64);
         };
-        bus.publish_with_id(EventId(id), topic, payload, options).map_err(|e| match e {
-            swarmbus_core::BusError::InvalidTopic(e) => Error::topic(e),
-            other => other.into(),
-        })?;
+        bus.publish_with_id(EventId(id), topic, payload, options)?;
         Ok(id as f64)
     }
 

@@ -32,6 +32,15 @@ pub fn from_js<T: DeserializeOwned>(value: JsValue) -> Result<T> {
     serde_wasm_bindgen::from_value(value).map_err(Error::invalid)
 }
 
+/// Optional options: `undefined` or `null` give the defaults, anything else
+/// must deserialize into `T`.
+pub fn options_or_default<T: DeserializeOwned + Default>(value: JsValue) -> Result<T> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    from_js(value)
+}
+
 /// Largest integer a JS `number` holds exactly (2^53 − 1).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 

@@ -34,11 +34,6 @@ impl Error {
         Self::new("DECODE_ERROR", message)
     }
 
-    /// An invalid pattern (`INVALID_PATTERN`).
-    pub fn pattern(e: TopicError) -> Self {
-        Self::new(TopicError::PATTERN_CODE, format_args!("invalid pattern: {e}"))
-    }
-
     /// An invalid topic (`INVALID_TOPIC`).
     pub fn topic(e: TopicError) -> Self {
         Self::new(TopicError::TOPIC_CODE, format_args!("invalid topic: {e}"))
