@@ -331,15 +331,67 @@ fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), CodecErr
     Ok(())
 }
 
-/// A bounds-checked cursor over MessagePack bytes.
-struct Reader<'a> {
+/// A bounds-checked cursor over MessagePack bytes (also reads the bridge's frames).
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
+    }
+
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The entry count of a map.
+    pub(crate) fn map_len(&mut self, field: &'static str) -> Result<usize, CodecError> {
+        let len = match self.marker()? {
+            Marker::FixMap(n) => n as u64,
+            Marker::Map16 => self.be(2)?,
+            Marker::Map32 => self.be(4)?,
+            _ => return Err(CodecError::UnexpectedType { field }),
+        };
+        Ok(len as usize)
+    }
+
+    /// Skips one value of any type, nested at most `depth` levels.
+    pub(crate) fn skip(&mut self, depth: usize) -> Result<(), CodecError> {
+        let depth = depth.checked_sub(1).ok_or(CodecError::UnexpectedType { field: "nesting" })?;
+        let (bytes, items) = match self.marker()? {
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => (0, 0),
+            Marker::U8 | Marker::I8 => (1, 0),
+            Marker::U16 | Marker::I16 => (2, 0),
+            Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
+            Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
+            Marker::FixStr(n) => (n as u64, 0),
+            Marker::Str8 | Marker::Bin8 => (self.be(1)?, 0),
+            Marker::Str16 | Marker::Bin16 => (self.be(2)?, 0),
+            Marker::Str32 | Marker::Bin32 => (self.be(4)?, 0),
+            Marker::FixArray(n) => (0, n as u64),
+            Marker::Array16 => (0, self.be(2)?),
+            Marker::Array32 => (0, self.be(4)?),
+            Marker::FixMap(n) => (0, 2 * n as u64),
+            Marker::Map16 => (0, 2 * self.be(2)?),
+            Marker::Map32 => (0, 2 * self.be(4)?),
+            Marker::FixExt1 => (2, 0),
+            Marker::FixExt2 => (3, 0),
+            Marker::FixExt4 => (5, 0),
+            Marker::FixExt8 => (9, 0),
+            Marker::FixExt16 => (17, 0),
+            Marker::Ext8 => (self.be(1)? + 1, 0),
+            Marker::Ext16 => (self.be(2)? + 1, 0),
+            Marker::Ext32 => (self.be(4)? + 1, 0),
+            Marker::Reserved => return Err(CodecError::UnexpectedType { field: "value" }),
+        };
+        self.take(usize::try_from(bytes).map_err(|_| CodecError::Truncated)?)?;
+        for _ in 0..items {
+            self.skip(depth)?;
+        }
+        Ok(())
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
@@ -358,7 +410,8 @@ impl<'a> Reader<'a> {
         Ok(Marker::from_u8(self.take(1)?[0]))
     }
 
-    fn peek_nil(&self) -> bool {
+    /// True when the next value is `nil`.
+    pub(crate) fn peek_nil(&self) -> bool {
         self.buf.get(self.pos) == Some(&Marker::Null.to_u8())
     }
 
@@ -379,7 +432,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn uint(&mut self, field: &'static str) -> Result<u64, CodecError> {
+    pub(crate) fn uint(&mut self, field: &'static str) -> Result<u64, CodecError> {
         let value = match self.marker()? {
             Marker::FixPos(n) => n as u64,
             Marker::U8 => self.be(1)?,
@@ -396,7 +449,7 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    fn str(&mut self, field: &'static str, max: usize) -> Result<&'a str, CodecError> {
+    pub(crate) fn str(&mut self, field: &'static str, max: usize) -> Result<&'a str, CodecError> {
         let len = match self.marker()? {
             Marker::FixStr(n) => n as u64,
             Marker::Str8 => self.be(1)?,
@@ -408,7 +461,7 @@ impl<'a> Reader<'a> {
         core::str::from_utf8(self.take(len)?).map_err(|_| CodecError::InvalidUtf8 { field })
     }
 
-    fn bin(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], CodecError> {
+    pub(crate) fn bin(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], CodecError> {
         let len = match self.marker()? {
             Marker::Bin8 => self.be(1)?,
             Marker::Bin16 => self.be(2)?,

@@ -12,6 +12,8 @@ pub mod error;
 pub mod metrics;
 pub mod patch;
 pub mod priority;
+#[cfg(feature = "std")]
+pub mod protocol;
 pub mod queue;
 pub mod router;
 pub mod store;

@@ -13,6 +13,8 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;
-pub mod protocol;
 pub mod relay;
 pub mod server;
+
+/// The wire protocol, shared with the wasm `Messenger` (defined in `swarmbus-core`).
+pub use swarmbus_core::protocol;

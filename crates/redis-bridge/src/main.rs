@@ -26,7 +26,9 @@ async fn main() -> std::process::ExitCode {
     };
     let mode =
         config.redis.as_deref().map_or("embedded broker".to_owned(), |url| format!("relaying through {url}"));
-    tracing::info!("swarmbus-bridge listening on http://{} ({mode})", config.listen);
+    // The bound address, so `--listen 127.0.0.1:0` tells which port it got.
+    let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+    tracing::info!("swarmbus-bridge listening on http://{address} ({mode})");
     let bridge = match Bridge::new(config) {
         Ok(bridge) => bridge,
         Err(why) => {

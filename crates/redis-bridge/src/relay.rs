@@ -66,23 +66,29 @@ impl RedisRelay {
 
     /// Publishes an already validated envelope on its topic's channel.
     pub async fn publish(&self, topic: &str, envelope: &[u8]) -> Result<(), BridgeError> {
-        let mut publisher = self.publisher.lock().await;
-        if publisher.is_none() {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(1)))
-                .set_response_timeout(Some(Duration::from_secs(1)))
-                .set_number_of_retries(1);
-            match ConnectionManager::new_with_config(self.client.clone(), config).await {
-                Ok(connection) => *publisher = Some(connection),
-                Err(e) => return Err(self.unavailable(e)),
-            }
-        }
-        let Some(connection) = publisher.as_mut() else {
-            return Err(BridgeError::Unavailable("no connection".into()));
-        };
+        let mut connection = self.publisher().await?;
+        // The manager multiplexes: concurrent publishes from many clients share
+        // the connection and are pipelined, each awaiting only its own reply.
         let result: redis::RedisResult<i64> =
-            redis::cmd("PUBLISH").arg(channel(topic)).arg(envelope).query_async(connection).await;
+            redis::cmd("PUBLISH").arg(channel(topic)).arg(envelope).query_async(&mut connection).await;
         result.map(|_| ()).map_err(|e| self.unavailable(e))
+    }
+
+    /// A handle on the publisher connection, connecting it on first use.
+    async fn publisher(&self) -> Result<ConnectionManager, BridgeError> {
+        let mut publisher = self.publisher.lock().await;
+        if let Some(connection) = publisher.as_ref() {
+            return Ok(connection.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        *publisher = Some(connection.clone());
+        Ok(connection)
     }
 
     fn unavailable(&self, e: redis::RedisError) -> BridgeError {

@@ -5,7 +5,35 @@
 export interface SwarmbusError extends Error {
     code: 'INVALID_TOPIC' | 'INVALID_PATTERN' | 'INVALID_PRIORITY' | 'INVALID_ARGUMENT' | 'QUEUE_FULL'
     | 'PAYLOAD_TOO_LARGE' | 'DECODE_ERROR' | 'ENCODE_ERROR' | 'CIRCUIT_OPEN' | 'VERSION_CONFLICT'
-    | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED';
+    | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED' | 'INVALID_STATE' | 'UNAVAILABLE' | 'CLOSED'
+    | 'AUTH_REQUIRED' | 'TOKEN_EXPIRED' | 'INVALID_TOKEN' | 'FORBIDDEN' | 'RATE_LIMITED'
+    | 'TOO_MANY_SUBSCRIPTIONS' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED';
+}
+/** Options of `new Messenger(bus, options)`. */
+export interface MessengerOptions {
+    /** Patterns of local publishes also sent to the bridge. */
+    forward?: string[];
+    /** Patterns of remote events delivered into the bus. */
+    subscribe?: string[];
+    /** Forwarded events kept while disconnected (default 1024); the lowest priority is dropped first. */
+    offlineCapacity?: number;
+    /** First reconnect delay (default 100 ms), doubling up to `maxBackoffMs` (default 10 000), with jitter. */
+    backoffMs?: number; maxBackoffMs?: number;
+    /** How long `connect()` keeps retrying before it rejects with `UNAVAILABLE` (default 10 000 ms). */
+    connectTimeoutMs?: number;
+    /** Dispatch remote events as they arrive (default true); otherwise call `bus.drain()`. */
+    autoDrain?: boolean;
+    /** The WebSocket constructor (default `globalThis.WebSocket`; on Node 20 pass the `ws` package's). */
+    WebSocket?: unknown;
+    /** Hears refused frames and undecodable events. */
+    onError?: (error: SwarmbusError) => void;
+    /** Hears state changes. */
+    onState?: (state: 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed') => void;
+}
+/** Output of `Messenger.stats()`. */
+export interface MessengerStats {
+    sent: number; received: number; echoes: number; queued: number; dropped: number;
+    droppedByPriority: number[]; reconnects: number; errors: number;
 }
 /** Input of `encodeEnvelope`. A non-`Uint8Array` payload is MessagePack-encoded. */
 export interface EnvelopeInput {
@@ -174,6 +202,72 @@ export class CircuitBreaker {
 }
 
 /**
+ * Connects a `Bus` to a swarmbus bridge.
+ *
+ * ```js
+ * const messenger = new Messenger(bus, { forward: ['agents.>'], subscribe: ['swarm.>'] });
+ * await messenger.connect('ws://127.0.0.1:8080/ws', { token });
+ * bus.publish('agents.a1.status', { ok: true }); // also sent to the bridge
+ * ```
+ */
+export class Messenger {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * Closes the connection for good (no reconnect); queued offline events stay queued.
+     */
+    close(): void;
+    /**
+     * Opens the connection to `url` (e.g. `ws://127.0.0.1:8080/ws`) with an
+     * optional `{token}`. Resolves once the bridge welcomes us; retries with
+     * backoff until `connectTimeoutMs`, then rejects with `UNAVAILABLE`. A
+     * refused token rejects at once (`AUTH_REQUIRED`, `TOKEN_EXPIRED`, `INVALID_TOKEN`).
+     */
+    connect(url: string, options: { token?: string } | undefined): Promise<any>;
+    /**
+     * Also sends local publishes on topics matching `pattern` to the bridge.
+     */
+    forward(pattern: string): void;
+    /**
+     * `new Messenger(bus, {forward?, subscribe?, offlineCapacity = 1024, backoffMs = 100,
+     * maxBackoffMs = 10000, connectTimeoutMs = 10000, autoDrain = true, WebSocket?, onError?, onState?})`.
+     * `forward`: patterns of local publishes sent to the bridge; `subscribe`: patterns
+     * of remote events delivered into `bus`. `WebSocket` is the constructor to use
+     * (default `globalThis.WebSocket`; pass the `ws` package's on Node 20).
+     */
+    constructor(bus: Bus, options: MessengerOptions | undefined);
+    /**
+     * Sets (or clears) the callback hearing errors: refused frames, undecodable events.
+     */
+    onError(callback?: Function | null): void;
+    /**
+     * Sets (or clears) the callback hearing state changes (`'open'`, `'reconnecting'`, ...).
+     */
+    onState(callback?: Function | null): void;
+    /**
+     * Counters: `{sent, received, echoes, queued, dropped, droppedByPriority, reconnects, errors}`.
+     */
+    stats(): MessengerStats;
+    /**
+     * Stops forwarding `pattern`; `false` if it was not forwarded.
+     */
+    stopForwarding(pattern: string): boolean;
+    /**
+     * Receives remote events on topics matching `pattern` (kept across
+     * reconnects). A refusal by the bridge (`FORBIDDEN`, ...) reaches `onError`.
+     */
+    subscribe(pattern: string): void;
+    /**
+     * Stops receiving remote events for `pattern`; `false` if not subscribed.
+     */
+    unsubscribe(pattern: string): boolean;
+    /**
+     * `'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'`.
+     */
+    readonly state: 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+}
+
+/**
  * A versioned document store. Values are JSON-compatible (objects, arrays,
  * strings, numbers, booleans, null).
  */
@@ -292,90 +386,3 @@ export function start(): void;
  */
 export function version(): string;
 
-export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
-
-export interface InitOutput {
-    readonly memory: WebAssembly.Memory;
-    readonly __wbg_bus_free: (a: number, b: number) => void;
-    readonly __wbg_circuitbreaker_free: (a: number, b: number) => void;
-    readonly __wbg_statestore_free: (a: number, b: number) => void;
-    readonly bus_breakerState: (a: number, b: number) => [number, number, number];
-    readonly bus_drain: (a: number, b: number, c: number) => [number, number, number];
-    readonly bus_metrics: (a: number) => [number, number, number];
-    readonly bus_new: (a: any) => [number, number, number];
-    readonly bus_onError: (a: number, b: number) => void;
-    readonly bus_publish: (a: number, b: number, c: number, d: any, e: any) => [number, number, number];
-    readonly bus_publishBatch: (a: number, b: number, c: number, d: any, e: number) => [number, number, number];
-    readonly bus_publishEnvelope: (a: number, b: any) => [number, number, number];
-    readonly bus_queued: (a: number) => number;
-    readonly bus_subscribe: (a: number, b: number, c: number, d: any, e: any) => [number, number, number];
-    readonly bus_subscriptionCount: (a: number) => number;
-    readonly bus_unsubscribe: (a: number, b: number) => [number, number, number];
-    readonly circuitbreaker_disable: (a: number) => void;
-    readonly circuitbreaker_forceOpen: (a: number) => void;
-    readonly circuitbreaker_fromJSON: (a: any) => [number, number, number];
-    readonly circuitbreaker_info: (a: number) => [number, number, number];
-    readonly circuitbreaker_new: (a: any) => [number, number, number];
-    readonly circuitbreaker_reset: (a: number) => void;
-    readonly circuitbreaker_run: (a: number, b: any, c: any) => any;
-    readonly circuitbreaker_state: (a: number) => [number, number];
-    readonly circuitbreaker_toJSON: (a: number) => [number, number, number];
-    readonly decode: (a: number, b: number) => [number, number, number];
-    readonly decodeEnvelope: (a: number, b: number) => [number, number, number];
-    readonly encode: (a: any) => [number, number, number, number];
-    readonly encodeEnvelope: (a: any) => [number, number, number, number];
-    readonly memoryStats: () => [number, number, number];
-    readonly peekHeader: (a: number, b: number) => [number, number, number];
-    readonly start: () => void;
-    readonly statestore_apply: (a: number, b: any) => [number, number, number];
-    readonly statestore_compareAndSet: (a: number, b: number, c: number, d: number, e: any) => [number, number, number];
-    readonly statestore_delete: (a: number, b: number, c: number) => number;
-    readonly statestore_diff: (a: number, b: number, c: number) => [number, number, number];
-    readonly statestore_fromBytes: (a: number, b: number) => [number, number, number];
-    readonly statestore_get: (a: number, b: number, c: number) => [number, number, number];
-    readonly statestore_keyVersion: (a: number, b: number, c: number) => number;
-    readonly statestore_keys: (a: number) => [number, number];
-    readonly statestore_merge: (a: number, b: number, c: number, d: any) => [number, number, number];
-    readonly statestore_new: (a: number) => number;
-    readonly statestore_restore: (a: number, b: number) => [number, number, number];
-    readonly statestore_set: (a: number, b: number, c: number, d: any) => [number, number, number];
-    readonly statestore_snapshot: (a: number, b: number, c: number) => number;
-    readonly statestore_snapshots: (a: number) => [number, number, number];
-    readonly statestore_toBytes: (a: number) => [number, number];
-    readonly statestore_version: (a: number) => number;
-    readonly version: () => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h3ca4eeb9f899b1a6: (a: number, b: number, c: any, d: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h7657295117ca5443: (a: number, b: number, c: any) => [number, number];
-    readonly __wbindgen_malloc: (a: number, b: number) => number;
-    readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
-    readonly __wbindgen_free: (a: number, b: number, c: number) => void;
-    readonly __wbindgen_exn_store: (a: number) => void;
-    readonly __externref_table_alloc: () => number;
-    readonly __wbindgen_externrefs: WebAssembly.Table;
-    readonly __wbindgen_destroy_closure: (a: number, b: number) => void;
-    readonly __externref_table_dealloc: (a: number) => void;
-    readonly __externref_drop_slice: (a: number, b: number) => void;
-    readonly __wbindgen_start: () => void;
-}
-
-export type SyncInitInput = BufferSource | WebAssembly.Module;
-
-/**
- * Instantiates the given `module`, which can either be bytes or
- * a precompiled `WebAssembly.Module`.
- *
- * @param {{ module: SyncInitInput }} module - Passing `SyncInitInput` directly is deprecated.
- *
- * @returns {InitOutput}
- */
-export function initSync(module: { module: SyncInitInput } | SyncInitInput): InitOutput;
-
-/**
- * If `module_or_path` is {RequestInfo} or {URL}, makes a request and
- * for everything else, calls `WebAssembly.instantiate` directly.
- *
- * @param {{ module_or_path: InitInput | Promise<InitInput> }} module_or_path - Passing `InitInput` directly is deprecated.
- *
- * @returns {Promise<InitOutput>}
- */
-export default function __wbg_init (module_or_path?: { module_or_path: InitInput | Promise<InitInput> } | InitInput | Promise<InitInput>): Promise<InitOutput>;

@@ -5,7 +5,7 @@
 // `free()` throws an Error with `code: 'FREED'` instead of a generic message.
 import init, * as glue from './swarmbus.js';
 
-const CLASSES = ['Bus', 'CircuitBreaker', 'StateStore'];
+const CLASSES = ['Bus', 'CircuitBreaker', 'StateStore', 'Messenger'];
 const SKIP = new Set(['constructor', 'free', '__destroy_into_raw', '__wrap']);
 
 function freed(className, member) {

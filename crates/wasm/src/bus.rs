@@ -13,7 +13,7 @@ use swarmbus_core::metrics::PerPriority;
 use swarmbus_core::{BusConfig, EventBus, Priority, SubscriptionId};
 use wasm_bindgen::prelude::*;
 
-use crate::codec::set;
+use crate::codec::{next_envelope_id, reserve_envelope_ids, set};
 use crate::convert::{from_js, options_or_default, to_js};
 use crate::error::{Error, Result};
 
@@ -68,13 +68,26 @@ type Thrown = Rc<RefCell<Option<JsValue>>>;
 /// current `drain` finishes its loop (still bounded by `capacity`).
 #[wasm_bindgen]
 pub struct Bus {
+    shared: Rc<BusShared>,
+}
+
+/// Receives the bus's local publishes (the `Messenger` forwarding them to the bridge).
+pub(crate) trait Outbound {
+    /// Called before a local publish is queued; an error refuses the publish.
+    fn local_publish(&self, topic: &str, payload: &JsValue, options: PublishOptions, id: u64) -> Result<()>;
+    /// Called before a local `publishEnvelope` is queued.
+    fn local_envelope(&self, bytes: &[u8]) -> Result<()>;
+}
+
+/// The state of a `Bus`, shared with a `Messenger` attached to it.
+pub(crate) struct BusShared {
     inner: RefCell<EventBus<JsValue, Clock>>,
     /// Publishes made by handlers while `drain` holds the bus.
     pending: RefCell<VecDeque<Pending>>,
     capacity: usize,
-    next_id: std::cell::Cell<u64>,
     thrown: Thrown,
     on_error: Rc<RefCell<Option<Function>>>,
+    outbound: RefCell<Option<Rc<dyn Outbound>>>,
 }
 
 /// JS strings of recently delivered topics, so each delivery does not re-encode UTF-8.
@@ -182,12 +195,14 @@ impl Bus {
             }
         });
         Ok(Bus {
-            inner: RefCell::new(bus),
-            pending: RefCell::default(),
-            capacity: config.capacity,
-            next_id: std::cell::Cell::new(1),
-            thrown,
-            on_error,
+            shared: Rc::new(BusShared {
+                inner: RefCell::new(bus),
+                pending: RefCell::default(),
+                capacity: config.capacity,
+                thrown,
+                on_error,
+                outbound: RefCell::new(None),
+            }),
         })
     }
 
@@ -202,8 +217,8 @@ impl Bus {
     ) -> Result<f64> {
         let options: SubscribeInput =
             if options.is_undefined() { SubscribeInput::default() } else { from_js(options)? };
-        let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("subscribe"))?;
-        let thrown = self.thrown.clone();
+        let mut bus = self.shared.inner.try_borrow_mut().map_err(|_| busy("subscribe"))?;
+        let thrown = self.shared.thrown.clone();
         let topics = RefCell::new(TopicCache::default());
         let id = bus.subscribe_with(
             pattern,
@@ -232,7 +247,7 @@ impl Bus {
 
     /// Removes a subscription; `false` if it did not exist.
     pub fn unsubscribe(&self, id: f64) -> Result<bool> {
-        let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("unsubscribe"))?;
+        let mut bus = self.shared.inner.try_borrow_mut().map_err(|_| busy("unsubscribe"))?;
         Ok(bus.unsubscribe(SubscriptionId::from_raw(id as u64)))
     }
 
@@ -247,7 +262,7 @@ impl Bus {
     ) -> Result<f64> {
         tick();
         let options = publish_options(&options)?;
-        self.publish_one(topic, payload, options)
+        self.publish_local(topic, payload, options)
     }
 
     /// Queues one event per element of `payloads`, all on `topic` with one
@@ -257,16 +272,22 @@ impl Bus {
     pub fn publish_batch(&self, topic: &str, payloads: Array, priority: Option<u8>) -> Result<u32> {
         tick();
         let options = PublishOptions { priority: priority_of(priority)?, ttl_ms: None };
-        let Ok(mut bus) = self.inner.try_borrow_mut() else {
+        if self.shared.outbound.borrow().is_some() {
+            // Forwarded one by one, so each event keeps its place in the outbound order.
+            for payload in payloads.iter() {
+                self.publish_local(topic, payload, options)?;
+            }
+            return Ok(payloads.length());
+        }
+        let Ok(mut bus) = self.shared.inner.try_borrow_mut() else {
             // Inside a handler: one by one through the deferred path.
             for payload in payloads.iter() {
-                self.publish_one(topic, payload, options)?;
+                self.shared.publish_with_id(topic, payload, options, next_envelope_id())?;
             }
             return Ok(payloads.length());
         };
-        let first = self.next_id.get();
         let count = payloads.length() as u64;
-        self.next_id.set(first + count);
+        let first = reserve_envelope_ids(count);
         let events = payloads.iter().enumerate().map(|(i, payload)| (EventId(first + i as u64), payload));
         let queued = bus.publish_batch(topic, events, options)?;
         Ok(queued as u32)
@@ -279,7 +300,10 @@ impl Bus {
         tick();
         let (topic, priority, id) =
             crate::codec::with_header(&bytes, |h| Ok((h.topic.to_owned(), h.priority, h.id)))?;
-        self.publish_with_id(&topic, bytes.into(), PublishOptions::from(priority), id)
+        if let Some(outbound) = self.shared.outbound() {
+            outbound.local_envelope(&bytes.to_vec())?;
+        }
+        self.shared.publish_with_id(&topic, bytes.into(), PublishOptions::from(priority), id)
     }
 
     /// Dispatches up to `max` queued events (all when omitted), most urgent
@@ -288,23 +312,23 @@ impl Bus {
         tick();
         let max = max.map_or(usize::MAX, |m| if m.is_finite() && m >= 0.0 { m as usize } else { usize::MAX });
         let calls = {
-            let mut bus = self.inner.try_borrow_mut().map_err(|_| busy("drain"))?;
+            let mut bus = self.shared.inner.try_borrow_mut().map_err(|_| busy("drain"))?;
             bus.drain(max).calls
         };
-        self.flush_pending();
+        self.shared.flush_pending();
         Ok(calls as u32)
     }
 
     /// Sets (or clears, with `null`) the callback that hears handler errors.
     #[wasm_bindgen(js_name = onError)]
     pub fn on_error(&self, callback: Option<Function>) {
-        *self.on_error.borrow_mut() = callback;
+        *self.shared.on_error.borrow_mut() = callback;
     }
 
     /// The breaker of a subscription: `{state, consecutiveFailures, ...}`, or `null`.
     #[wasm_bindgen(js_name = breakerState, unchecked_return_type = "BreakerStateInfo | null")]
     pub fn breaker_state(&self, id: f64) -> Result<JsValue> {
-        let bus = self.inner.try_borrow().map_err(|_| busy("breakerState"))?;
+        let bus = self.shared.inner.try_borrow().map_err(|_| busy("breakerState"))?;
         match bus.breaker(SubscriptionId::from_raw(id as u64)) {
             None => Ok(JsValue::NULL),
             Some(breaker) => breaker_info(&breaker.state(), breaker.transition_count(), breaker.window()),
@@ -314,7 +338,7 @@ impl Bus {
     /// Counters: totals, per-priority arrays (index = priority) and the queue depth.
     #[wasm_bindgen(unchecked_return_type = "BusMetrics")]
     pub fn metrics(&self) -> Result<JsValue> {
-        let bus = self.inner.try_borrow().map_err(|_| busy("metrics"))?;
+        let bus = self.shared.inner.try_borrow().map_err(|_| busy("metrics"))?;
         let m = bus.metrics();
         let sum = |c: &PerPriority| c.iter().sum::<u64>();
         let dropped = m.dropped();
@@ -344,20 +368,82 @@ impl Bus {
     /// Number of live subscriptions.
     #[wasm_bindgen(getter, js_name = subscriptionCount)]
     pub fn subscription_count(&self) -> usize {
-        self.inner.try_borrow().map_or(0, |b| b.subscription_count())
+        self.shared.inner.try_borrow().map_or(0, |b| b.subscription_count())
     }
 
     /// Events waiting for `drain`.
     #[wasm_bindgen(getter)]
     pub fn queued(&self) -> usize {
-        self.inner.try_borrow().map_or(0, |b| b.queue_len()) + self.pending.borrow().len()
+        self.shared.inner.try_borrow().map_or(0, |b| b.queue_len()) + self.shared.pending.borrow().len()
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        // A Messenger may outlive the bus; it stops hearing local publishes.
+        self.shared.detach();
     }
 }
 
 impl Bus {
-    fn publish_one(&self, topic: &str, payload: JsValue, options: PublishOptions) -> Result<f64> {
-        let id = self.next_id.get();
+    /// The state a `Messenger` shares with this bus.
+    pub(crate) fn shared(&self) -> Rc<BusShared> {
+        self.shared.clone()
+    }
+
+    /// Publishes an event made here: handed to the attached `Messenger` first, then queued.
+    fn publish_local(&self, topic: &str, payload: JsValue, options: PublishOptions) -> Result<f64> {
+        let id = next_envelope_id();
+        if let Some(outbound) = self.shared.outbound() {
+            swarmbus_core::topic::validate_topic(topic).map_err(Error::topic)?;
+            outbound.local_publish(topic, &payload, options, id)?;
+        }
+        self.shared.publish_with_id(topic, payload, options, id)
+    }
+}
+
+impl BusShared {
+    fn outbound(&self) -> Option<Rc<dyn Outbound>> {
+        self.outbound.borrow().clone()
+    }
+
+    /// Attaches the receiver of local publishes; fails if one is attached.
+    pub(crate) fn attach(&self, outbound: Rc<dyn Outbound>) -> Result<()> {
+        let mut slot = self.outbound.borrow_mut();
+        if slot.is_some() {
+            return Err(Error::new("INVALID_STATE", "this Bus already has a Messenger"));
+        }
+        *slot = Some(outbound);
+        Ok(())
+    }
+
+    /// Detaches the receiver of local publishes.
+    pub(crate) fn detach(&self) {
+        self.outbound.borrow_mut().take();
+    }
+
+    /// Queues an event that came from elsewhere (not forwarded again); during
+    /// a drain it waits for the drain's end like any publish from a handler.
+    pub(crate) fn publish_remote(
+        &self,
+        topic: &str,
+        payload: JsValue,
+        options: PublishOptions,
+        id: u64,
+    ) -> Result<f64> {
+        tick();
         self.publish_with_id(topic, payload, options, id)
+    }
+
+    /// Dispatches what is queued unless a drain is already running; returns the handler calls.
+    pub(crate) fn drain_if_idle(&self) -> u32 {
+        tick();
+        let calls = match self.inner.try_borrow_mut() {
+            Ok(mut bus) => bus.drain(usize::MAX).calls,
+            Err(_) => return 0,
+        };
+        self.flush_pending();
+        calls as u32
     }
 
     fn publish_with_id(
@@ -367,7 +453,6 @@ impl Bus {
         options: PublishOptions,
         id: u64,
     ) -> Result<f64> {
-        self.next_id.set(self.next_id.get().max(id.saturating_add(1)));
         let Ok(mut bus) = self.inner.try_borrow_mut() else {
             // Inside a handler: validate now, queue after the drain loop.
             swarmbus_core::topic::validate_topic(topic).map_err(Error::topic)?;

@@ -91,10 +91,15 @@ thread_local! {
 
 /// The next envelope id of this module instance: random start, then counting.
 pub(crate) fn next_envelope_id() -> u64 {
+    reserve_envelope_ids(1)
+}
+
+/// Reserves `count` consecutive envelope ids; returns the first.
+pub(crate) fn reserve_envelope_ids(count: u64) -> u64 {
     NEXT_ENVELOPE_ID.with(|n| {
-        let id = n.get();
-        n.set(id + 1);
-        id
+        let first = n.get();
+        n.set(first + count);
+        first
     })
 }
 

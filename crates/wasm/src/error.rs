@@ -38,6 +38,11 @@ impl Error {
     pub fn topic(e: TopicError) -> Self {
         Self::new(TopicError::TOPIC_CODE, format_args!("invalid topic: {e}"))
     }
+
+    /// An invalid subscription pattern (`INVALID_PATTERN`).
+    pub fn pattern(e: TopicError) -> Self {
+        Self::new(TopicError::PATTERN_CODE, format_args!("invalid pattern: {e}"))
+    }
 }
 
 impl From<Error> for JsValue {

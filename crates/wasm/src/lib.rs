@@ -10,6 +10,7 @@ pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod memory;
+pub mod messenger;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]
@@ -39,7 +40,35 @@ const TYPES: &str = r#"
 export interface SwarmbusError extends Error {
   code: 'INVALID_TOPIC' | 'INVALID_PATTERN' | 'INVALID_PRIORITY' | 'INVALID_ARGUMENT' | 'QUEUE_FULL'
     | 'PAYLOAD_TOO_LARGE' | 'DECODE_ERROR' | 'ENCODE_ERROR' | 'CIRCUIT_OPEN' | 'VERSION_CONFLICT'
-    | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED';
+    | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED' | 'INVALID_STATE' | 'UNAVAILABLE' | 'CLOSED'
+    | 'AUTH_REQUIRED' | 'TOKEN_EXPIRED' | 'INVALID_TOKEN' | 'FORBIDDEN' | 'RATE_LIMITED'
+    | 'TOO_MANY_SUBSCRIPTIONS' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED';
+}
+/** Options of `new Messenger(bus, options)`. */
+export interface MessengerOptions {
+  /** Patterns of local publishes also sent to the bridge. */
+  forward?: string[];
+  /** Patterns of remote events delivered into the bus. */
+  subscribe?: string[];
+  /** Forwarded events kept while disconnected (default 1024); the lowest priority is dropped first. */
+  offlineCapacity?: number;
+  /** First reconnect delay (default 100 ms), doubling up to `maxBackoffMs` (default 10 000), with jitter. */
+  backoffMs?: number; maxBackoffMs?: number;
+  /** How long `connect()` keeps retrying before it rejects with `UNAVAILABLE` (default 10 000 ms). */
+  connectTimeoutMs?: number;
+  /** Dispatch remote events as they arrive (default true); otherwise call `bus.drain()`. */
+  autoDrain?: boolean;
+  /** The WebSocket constructor (default `globalThis.WebSocket`; on Node 20 pass the `ws` package's). */
+  WebSocket?: unknown;
+  /** Hears refused frames and undecodable events. */
+  onError?: (error: SwarmbusError) => void;
+  /** Hears state changes. */
+  onState?: (state: 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed') => void;
+}
+/** Output of `Messenger.stats()`. */
+export interface MessengerStats {
+  sent: number; received: number; echoes: number; queued: number; dropped: number;
+  droppedByPriority: number[]; reconnects: number; errors: number;
 }
 /** Input of `encodeEnvelope`. A non-`Uint8Array` payload is MessagePack-encoded. */
 export interface EnvelopeInput {

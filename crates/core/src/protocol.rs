@@ -1,9 +1,18 @@
-//! The wire protocol, version 1 (see `docs/protocol.md`).
+//! The bridge wire protocol, version 1 (see `docs/protocol.md`): the frames
+//! spoken between `swarmbus-bridge` and its clients (the native client and the
+//! wasm `Messenger`), defined once here for both.
 //!
 //! Every WebSocket message is one binary frame holding one MessagePack map
 //! with a `t` (type) field. Events carry the core envelope's bytes unchanged.
 
+use alloc::borrow::ToOwned;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
 use serde::{Deserialize, Serialize};
+
+use crate::envelope::Reader;
+use crate::CodecError;
 
 /// The protocol version this bridge speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -50,7 +59,10 @@ pub enum ClientFrame {
 }
 
 /// Frames the bridge sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Decoding is written out by hand ([`ServerFrame::decode`]): serde's code for
+/// internally tagged enums costs the wasm client ~40 KB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "t", rename_all = "kebab-case")]
 pub enum ServerFrame {
     /// Answer to `hello`.
@@ -106,9 +118,46 @@ impl ServerFrame {
         rmp_serde::to_vec_named(self).expect("frames always serialize")
     }
 
-    /// Decodes a frame.
-    pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+    /// Decodes a frame from untrusted bytes: a map with a `t` field; unknown
+    /// keys are skipped, so later protocol versions can add fields.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        const MAX_TEXT: usize = 64 * 1024;
+        let mut reader = Reader::new(bytes);
+        let mut kind = None;
+        let (mut v, mut session, mut ack, mut nonce) = (None, None, None, None);
+        let (mut envelope, mut code, mut message) = (None, None, None);
+        for _ in 0..reader.map_len("frame")? {
+            match reader.str("key", MAX_TEXT)? {
+                "t" => kind = Some(reader.str("t", MAX_TEXT)?),
+                "v" => v = Some(reader.uint("v")?),
+                "session" => session = Some(reader.uint("session")?),
+                "ack" if !reader.peek_nil() => ack = Some(reader.uint("ack")?),
+                "nonce" => nonce = Some(reader.uint("nonce")?),
+                "envelope" => envelope = Some(reader.bin("envelope", usize::MAX)?),
+                "code" => code = Some(reader.str("code", MAX_TEXT)?),
+                "message" => message = Some(reader.str("message", MAX_TEXT)?),
+                _ => reader.skip(32)?,
+            }
+        }
+        if reader.remaining() != 0 {
+            return Err(CodecError::TrailingBytes(reader.remaining()));
+        }
+        let missing = |field| CodecError::UnexpectedType { field };
+        Ok(match kind.ok_or(missing("t"))? {
+            "welcome" => Self::Welcome {
+                v: u32::try_from(v.ok_or(missing("v"))?).map_err(|_| missing("v"))?,
+                session: session.ok_or(missing("session"))?,
+            },
+            "event" => Self::Event { envelope: envelope.ok_or(missing("envelope"))?.to_vec() },
+            "ack" => Self::Ack { ack: ack.ok_or(missing("ack"))? },
+            "error" => Self::Error {
+                code: code.ok_or(missing("code"))?.to_owned(),
+                message: message.unwrap_or_default().to_owned(),
+                ack,
+            },
+            "pong" => Self::Pong { nonce: nonce.ok_or(missing("nonce"))? },
+            _ => return Err(missing("t")),
+        })
     }
 
     /// An error frame.
@@ -132,8 +181,36 @@ mod tests {
         for frame in frames {
             assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);
         }
-        let event = ServerFrame::Event { envelope: vec![0xc4, 0] };
-        assert_eq!(ServerFrame::decode(&event.encode()).unwrap(), event);
+        let server = [
+            ServerFrame::Welcome { v: 1, session: u64::MAX },
+            ServerFrame::Event { envelope: vec![0xc4, 0] },
+            ServerFrame::Ack { ack: 42 },
+            ServerFrame::error("FORBIDDEN", "no", Some(3)),
+            ServerFrame::error("DECODE_ERROR", "bad", None),
+            ServerFrame::Pong { nonce: 0 },
+        ];
+        for frame in server {
+            assert_eq!(ServerFrame::decode(&frame.encode()).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn server_frames_skip_unknown_keys_and_refuse_garbage() {
+        // {"t": "ack", "x": [1, {"y": nil}], "ack": 5}
+        let bytes = [
+            0x83, 0xa1, b't', 0xa3, b'a', b'c', b'k', 0xa1, b'x', 0x92, 0x01, 0x81, 0xa1, b'y', 0xc0, 0xa3,
+            b'a', b'c', b'k', 0x05,
+        ];
+        assert_eq!(ServerFrame::decode(&bytes).unwrap(), ServerFrame::Ack { ack: 5 });
+        for bytes in
+            [&[][..], &[0x80], &[0x81, 0xa1, b't', 0xa3, b'b', b'a', b'd'], &[0xff; 32], &bytes[..10]]
+        {
+            assert!(ServerFrame::decode(bytes).is_err(), "{bytes:?}");
+        }
+        let mut deep = vec![0x81, 0xa1, b'z'];
+        deep.extend([0x91; 100]);
+        deep.push(0xc0);
+        assert!(ServerFrame::decode(&deep).is_err(), "nesting is bounded");
     }
 
     #[test]

@@ -1,0 +1,201 @@
+// The wasm Messenger against a real swarmbus-bridge process (embedded broker).
+// Node 20 has no global WebSocket: the `ws` package's is passed in.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { Bus, Messenger } from 'swarmbus/node';
+import { signToken, startBridge, until } from './support/bridge.mjs';
+
+const code = (c) => (error) => error instanceof Error && error.code === c;
+
+/** A bus recording what its handler for `pattern` receives, except probes. */
+function recordingBus(pattern) {
+  const bus = new Bus();
+  const events = [];
+  let probes = 0;
+  bus.subscribe(pattern, (event) => (event.topic.endsWith('.probe') ? probes++ : events.push(event)));
+  return { bus, events, probes: () => probes };
+}
+
+/** Publishes `topic` probes from `bus` until `receiver` hears one: the route is up. */
+async function routeUp(bus, topic, receiver) {
+  await until(() => {
+    bus.publish(topic, 0);
+    bus.drain();
+    return receiver.probes() > 0;
+  }, 10_000, `a probe on ${topic}`);
+}
+
+test('events forwarded by one messenger reach the other bus, decoded, with their priority and id', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const a = recordingBus('b.>');
+  const b = recordingBus('a.>');
+  const ma = new Messenger(a.bus, { WebSocket, forward: ['a.>'], subscribe: ['b.>'] });
+  const mb = new Messenger(b.bus, { WebSocket, forward: ['b.>'], subscribe: ['a.>'] });
+  await Promise.all([ma.connect(bridge.wsUrl), mb.connect(bridge.wsUrl)]);
+  assert.equal(ma.state, 'open');
+
+  await routeUp(a.bus, 'a.probe', b);
+
+  const payload = { agent: 'a1', load: 0.75, tags: ['x', 'ü'], nested: { ok: true }, big: 2n ** 60n };
+  const id = a.bus.publish('a.agents.a1', payload, { priority: 8 });
+  a.bus.publish('a.other', 'second', 3);
+  a.bus.publish('local.only', 'never forwarded');
+  b.bus.publish('b.reply', [1, 2, 3]);
+  await until(() => b.events.length === 2 && a.events.length === 1, 5_000,
+    () => `delivery: ${JSON.stringify({ a: a.events.length, b: b.events.length, sa: ma.stats(), sb: mb.stats() })}`);
+
+  assert.deepEqual(b.events[0].payload, payload);
+  assert.equal(b.events[0].topic, 'a.agents.a1');
+  assert.equal(b.events[0].priority, 8);
+  assert.equal(b.events[0].id, id);
+  assert.equal(b.events[1].payload, 'second');
+  assert.deepEqual(a.events[0].payload, [1, 2, 3]);
+  assert.ok(b.events.every((e) => e.topic.startsWith('a.')), 'local.only must stay local');
+  assert.ok(ma.stats().sent >= 3);
+  assert.ok(mb.stats().received >= 2);
+  ma.free();
+  mb.free();
+});
+
+test('a messenger does not deliver its own events twice when it also subscribes to them', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const { bus, events } = recordingBus('loop.>');
+  const m = new Messenger(bus, { WebSocket, forward: ['loop.>'], subscribe: ['loop.>'] });
+  await m.connect(bridge.wsUrl);
+  await until(() => {
+    bus.publish('loop.x', 1);
+    bus.drain();
+    return m.stats().echoes > 0;
+  }, 5_000, 'an echo');
+  const before = events.length;
+  bus.publish('loop.y', 2);
+  bus.drain();
+  await until(() => m.stats().echoes >= before + 1, 5_000, 'the second echo');
+  assert.equal(events.length, before + 1, 'each local publish is delivered locally exactly once');
+  assert.equal(m.stats().received, 0);
+  m.free();
+});
+
+test('publishes made while offline wait in a bounded queue and flush on connect', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const receiver = recordingBus('q.>');
+  const mr = new Messenger(receiver.bus, { WebSocket, subscribe: ['q.>'] });
+  await mr.connect(bridge.wsUrl);
+
+  const sender = new Bus();
+  const ms = new Messenger(sender, { WebSocket, forward: ['q.>'], offlineCapacity: 3 });
+  sender.publish('q.low', 'low-1', 1);
+  sender.publish('q.low', 'low-2', 1);
+  sender.publish('q.mid', 'mid', 5);
+  sender.publish('q.crit', 'crit', 9); // evicts the oldest priority 1 event
+  assert.equal(ms.stats().queued, 3);
+  assert.equal(ms.stats().dropped, 1);
+  assert.equal(ms.stats().droppedByPriority[1], 1);
+
+  // Subscribed before the sender connects: the flush must reach the receiver.
+  await until(() => mr.stats().errors === 0 && mr.state === 'open');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await ms.connect(bridge.wsUrl);
+  await until(() => receiver.events.length === 3, 5_000, 'the flushed events');
+  assert.deepEqual(receiver.events.map((e) => e.payload), ['crit', 'mid', 'low-2']);
+  assert.equal(ms.stats().queued, 0);
+  ms.free();
+  mr.free();
+});
+
+test('a full offline queue of priority >= 8 refuses another critical publish loudly', () => {
+  const bus = new Bus();
+  const m = new Messenger(bus, { WebSocket, forward: ['>'], offlineCapacity: 2 });
+  bus.publish('c.one', 1, 9);
+  bus.publish('c.two', 2, 8);
+  assert.throws(() => bus.publish('c.three', 3, 9), code('QUEUE_FULL'));
+  assert.equal(bus.queued, 2, 'the refused event is not published locally either');
+  // A low priority event is dropped and counted, never thrown.
+  bus.publish('c.low', 0, 0);
+  assert.equal(m.stats().droppedByPriority[0], 1);
+  m.free();
+});
+
+test('the messenger reconnects with backoff after the bridge restarts, and resubscribes', async (t) => {
+  let bridge = await startBridge();
+  const port = bridge.port;
+  t.after(() => bridge.stop());
+  const receiver = recordingBus('r.>');
+  const states = [];
+  const mr = new Messenger(receiver.bus, {
+    WebSocket, subscribe: ['r.>'], backoffMs: 50, maxBackoffMs: 200, onState: (s) => states.push(s),
+  });
+  const sender = new Bus();
+  const ms = new Messenger(sender, { WebSocket, forward: ['r.>'], backoffMs: 50, maxBackoffMs: 200 });
+  await Promise.all([mr.connect(bridge.wsUrl), ms.connect(bridge.wsUrl)]);
+
+  await bridge.stop();
+  await until(() => mr.state === 'reconnecting' && ms.state === 'reconnecting', 5_000, 'reconnecting');
+  sender.publish('r.while-down', 'queued', 9);
+  assert.equal(ms.stats().queued, 1);
+
+  bridge = await startBridge([], { listen: `127.0.0.1:${port}` });
+  await until(() => mr.state === 'open' && ms.state === 'open', 10_000, 'both open again');
+  // Flushed on reconnect. Whether it arrives depends on which messenger the new
+  // bridge welcomed first (pub/sub is at-most-once), so only the flush is asserted.
+  assert.equal(ms.stats().queued, 0);
+  assert.ok(ms.stats().sent >= 1);
+  await routeUp(sender, 'r.probe', receiver);
+  sender.publish('r.after', 'after');
+  await until(() => receiver.events.some((e) => e.payload === 'after'), 5_000, 'an event after the restart');
+  assert.ok(mr.stats().reconnects >= 1);
+  assert.deepEqual(states.slice(0, 2), ['connecting', 'open']);
+  assert.ok(states.includes('reconnecting'));
+  assert.equal(states.at(-1), 'open');
+  mr.free();
+  ms.free();
+});
+
+test('connect rejects with the bridge code for missing or bad tokens, and with UNAVAILABLE when nobody listens', async (t) => {
+  const secret = 'a-test-secret-of-32-bytes-length';
+  const bridge = await startBridge(['--auth-secret', secret]);
+  t.after(() => bridge.stop());
+  const bus = new Bus();
+  const m = new Messenger(bus, { WebSocket, backoffMs: 20 });
+  await assert.rejects(m.connect(bridge.wsUrl), code('AUTH_REQUIRED'));
+  assert.equal(m.state, 'closed');
+  await assert.rejects(m.connect(bridge.wsUrl, { token: signToken('another-secret-32-bytes-long!!!!', {}) }),
+    code('INVALID_TOKEN'));
+  const exp = Math.floor(Date.now() / 1000) + 60;
+  const token = signToken(secret, { sub: 't', exp, publish: ['ok.>'], subscribe: ['ok.>'] });
+  const errors = [];
+  m.onError((e) => errors.push(e.code));
+  await m.connect(bridge.wsUrl, { token });
+  m.subscribe('secret.>');
+  await until(() => errors.includes('FORBIDDEN'), 5_000, 'FORBIDDEN');
+  m.close();
+  assert.equal(m.state, 'closed');
+  m.free();
+
+  const closed = await startBridge();
+  const url = closed.wsUrl;
+  await closed.stop();
+  const lonely = new Messenger(new Bus(), { WebSocket, backoffMs: 20, connectTimeoutMs: 300 });
+  await assert.rejects(lonely.connect(url), code('UNAVAILABLE'));
+  lonely.free();
+});
+
+test('bad arguments throw typed errors; a freed messenger throws FREED', async () => {
+  const bus = new Bus();
+  assert.throws(() => new Messenger(bus, { WebSocket, forward: ['a..b'] }), code('INVALID_PATTERN'));
+  const m = new Messenger(bus, { WebSocket });
+  assert.throws(() => new Messenger(bus, { WebSocket }), code('INVALID_STATE'));
+  assert.throws(() => m.subscribe('x.>.y'), code('INVALID_PATTERN'));
+  if (globalThis.WebSocket === undefined) {
+    assert.throws(() => new Messenger(new Bus()), code('INVALID_ARGUMENT'));
+  }
+  await assert.rejects(m.connect('not a url'), code('INVALID_ARGUMENT'));
+  m.free();
+  assert.throws(() => m.stats(), code('FREED'));
+  // The bus outlives its messenger and accepts a new one.
+  new Messenger(bus, { WebSocket }).free();
+});
