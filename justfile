@@ -141,7 +141,8 @@ bench-js: build-wasm
     node crates/wasm/bench/bench.mjs
 
 # Bridge throughput and latency: the load generator (examples/load.rs) against
-# the bridge binary, embedded and through a redis-server on a free port.
+# the bridge binary, embedded and through a redis-server, then the socket.io +
+# redis-adapter peer doing the same fan-out, then RSS per idle connection.
 bench-bridge seconds="5":
     #!/usr/bin/env bash
     set -euo pipefail
@@ -164,3 +165,15 @@ bench-bridge seconds="5":
     $load --label "embedded, 10k msg/s" --url ws://127.0.0.1:18080/ws --publishers 4 --subscribers 4 --rate 2500 --seconds {{seconds}}
     $load --label "redis, 2 bridges, max rate" --url ws://127.0.0.1:18081/ws ws://127.0.0.1:18082/ws --publishers 4 --subscribers 4 --seconds {{seconds}}
     $load --label "redis, 2 bridges, 10k msg/s" --url ws://127.0.0.1:18081/ws ws://127.0.0.1:18082/ws --publishers 4 --subscribers 4 --rate 2500 --seconds {{seconds}}
+    # The peer: two socket.io 4 servers with @socket.io/redis-adapter on the same Redis.
+    sio=crates/redis-bridge/bench/socketio.mjs
+    node $sio --serve 19090 --redis 16379 >/dev/null & pids+=($!)
+    node $sio --serve 19091 --redis 16379 >/dev/null & pids+=($!)
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:19091/socket.io/?EIO=4&transport=polling" && break; sleep 0.1; done
+    node $sio --label "socket.io + redis-adapter, 2 servers, max rate" --url http://127.0.0.1:19090 --url http://127.0.0.1:19091 --seconds {{seconds}}
+    node $sio --label "socket.io + redis-adapter, 2 servers, 10k msg/s" --url http://127.0.0.1:19090 --url http://127.0.0.1:19091 --rate 2500 --seconds {{seconds}}
+    # Memory per idle connection (embedded bridge on its own).
+    ulimit -n 20000 || true
+    $bin --listen 127.0.0.1:18083 2>/dev/null & idle_pid=$!; pids+=($idle_pid)
+    wait_up 127.0.0.1:18083
+    $load --url ws://127.0.0.1:18083/ws --idle 10000 --bridge-pid $idle_pid

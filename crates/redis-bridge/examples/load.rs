@@ -35,6 +35,59 @@ struct Args {
     /// Label printed in the result line.
     #[arg(long, default_value = "run")]
     label: String,
+    /// Instead of a load run: hold this many idle subscribed connections and
+    /// report the bridge's resident memory per connection (needs `--bridge-pid`).
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Process id of the bridge, for `--idle`.
+    #[arg(long)]
+    bridge_pid: Option<u32>,
+}
+
+/// Resident memory of a process in KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Opens `count` connections that say hello and subscribe, then measures the bridge.
+async fn idle(url: &str, count: usize, pid: u32) {
+    let before = rss_kib(pid);
+    let mut held = Vec::with_capacity(count);
+    let mut pending = Vec::new();
+    for i in 0..count {
+        let url = url.to_owned();
+        pending.push(tokio::spawn(async move {
+            let mut ws = connect(&url).await;
+            let pattern = format!("idle.c{i}.>");
+            ws.send(Message::Binary(ClientFrame::Subscribe { pattern, ack: Some(1) }.encode().into()))
+                .await
+                .unwrap();
+            let _ack = ws.next().await;
+            ws
+        }));
+        if pending.len() == 200 {
+            for task in pending.drain(..) {
+                held.push(task.await.expect("idle connection"));
+            }
+        }
+    }
+    for task in pending {
+        held.push(task.await.expect("idle connection"));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid);
+    println!(
+        "| {count} idle subscribed connections | {:.1} MiB before | {:.1} MiB after | {:.2} KiB per connection |",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / count as f64
+    );
+    drop(held);
 }
 
 /// Publishes in flight per publisher at full speed.
@@ -56,6 +109,10 @@ async fn connect(
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(count) = args.idle {
+        let pid = args.bridge_pid.expect("--idle needs --bridge-pid");
+        return idle(&args.url[0], count, pid).await;
+    }
     let delivered = Arc::new(AtomicU64::new(0));
     let published = Arc::new(AtomicU64::new(0));
     let running = Arc::new(AtomicBool::new(true));

@@ -12,6 +12,13 @@
 //! reconnects on its own). The subscriber reconnects with exponential backoff
 //! and re-issues its subscription after Redis restarts.
 //!
+//! Publishes from every client go through one bounded queue to a publisher
+//! task that sends whatever has accumulated as one pipeline (at most
+//! [`MAX_BATCH`] commands) while the previous pipeline is in flight: one
+//! round trip per batch instead of per message, and the order of publishes
+//! from each client is kept. The reply (an `ack`, an `error` frame, or an HTTP
+//! answer) is sent when Redis has answered.
+//!
 //! Redis pub/sub is at-most-once: an envelope published while a bridge's
 //! subscriber connection is down is not delivered to that bridge's clients.
 //! A publish that Redis refuses is answered with `UNAVAILABLE` and counted.
@@ -22,11 +29,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Outbox};
 use crate::error::BridgeError;
 use crate::metrics::Metrics;
+use crate::protocol::ServerFrame;
+
+/// Most publishes sent to Redis in one pipeline.
+pub const MAX_BATCH: usize = 512;
+/// Publishes waiting for the publisher task; a full queue slows the clients' readers down.
+const QUEUE: usize = 16 * 1024;
 
 /// Prefix of every Redis channel swarmbus uses.
 pub const CHANNEL_PREFIX: &str = "swarmbus:";
@@ -36,10 +49,50 @@ pub fn channel(topic: &str) -> String {
     format!("{CHANNEL_PREFIX}{topic}")
 }
 
+/// Who hears how a publish went.
+pub enum Reply {
+    /// A WebSocket client: `ack` on success when it asked for one, an `error` frame on failure.
+    Frame {
+        /// The client's send queue.
+        outbox: Arc<Outbox>,
+        /// The publish's `ack`, if any.
+        ack: Option<u64>,
+    },
+    /// A caller awaiting the result (the HTTP publish).
+    Waiter(oneshot::Sender<Result<(), BridgeError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), BridgeError>, metrics: &Metrics) {
+        match self {
+            Reply::Frame { outbox, ack } => match result {
+                Ok(()) => {
+                    if let Some(ack) = ack {
+                        outbox.send_control(&ServerFrame::Ack { ack });
+                    }
+                }
+                Err(e) => {
+                    metrics.error(e.code());
+                    outbox.send_control(&ServerFrame::error(e.code(), &e, ack));
+                }
+            },
+            Reply::Waiter(waiter) => {
+                let _ = waiter.send(result);
+            }
+        }
+    }
+}
+
+struct Job {
+    channel: String,
+    envelope: Vec<u8>,
+    reply: Reply,
+}
+
 /// Publishes to Redis and feeds what Redis delivers into the local broker.
 pub struct RedisRelay {
     client: redis::Client,
-    publisher: Mutex<Option<ConnectionManager>>,
+    jobs: mpsc::Sender<Job>,
     subscribed: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -48,15 +101,14 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl RedisRelay {
-    /// A relay for the Redis at `url` (`redis://host:port`); nothing connects yet.
+    /// A relay for the Redis at `url` (`redis://host:port`). Spawns the
+    /// publisher task (call inside a Tokio runtime); it connects on first use.
     pub fn new(url: &str, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid --redis URL {url}: {e}"))?;
-        Ok(Arc::new(Self {
-            client,
-            publisher: Mutex::new(None),
-            subscribed: AtomicBool::new(false),
-            metrics,
-        }))
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let relay = Arc::new(Self { client, jobs, subscribed: AtomicBool::new(false), metrics });
+        tokio::spawn(Self::run_publisher(Arc::downgrade(&relay), queue));
+        Ok(relay)
     }
 
     /// True while the subscriber connection is up.
@@ -64,35 +116,53 @@ impl RedisRelay {
         self.subscribed.load(Ordering::Acquire)
     }
 
-    /// Publishes an already validated envelope on its topic's channel.
-    pub async fn publish(&self, topic: &str, envelope: &[u8]) -> Result<(), BridgeError> {
-        let mut connection = self.publisher().await?;
-        // The manager multiplexes: concurrent publishes from many clients share
-        // the connection and are pipelined, each awaiting only its own reply.
-        let result: redis::RedisResult<i64> =
-            redis::cmd("PUBLISH").arg(channel(topic)).arg(envelope).query_async(&mut connection).await;
-        result.map(|_| ()).map_err(|e| self.unavailable(e))
+    /// Queues an already validated envelope for its topic's channel; `reply`
+    /// hears the outcome once Redis answers. Waits only while the queue is full.
+    pub async fn publish(&self, topic: &str, envelope: Vec<u8>, reply: Reply) -> Result<(), BridgeError> {
+        let job = Job { channel: channel(topic), envelope, reply };
+        self.jobs.send(job).await.map_err(|_| BridgeError::Unavailable("the Redis publisher stopped".into()))
     }
 
-    /// A handle on the publisher connection, connecting it on first use.
-    async fn publisher(&self) -> Result<ConnectionManager, BridgeError> {
-        let mut publisher = self.publisher.lock().await;
-        if let Some(connection) = publisher.as_ref() {
-            return Ok(connection.clone());
+    /// Sends queued publishes as pipelines until the relay is dropped.
+    async fn run_publisher(relay: std::sync::Weak<Self>, mut queue: mpsc::Receiver<Job>) {
+        let mut connection = None;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let Some(relay) = relay.upgrade() else { return };
+            let result = relay.send_batch(&mut connection, &batch).await;
+            for job in batch.drain(..) {
+                job.reply.send(result.clone(), &relay.metrics);
+            }
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        *publisher = Some(connection.clone());
-        Ok(connection)
     }
 
-    fn unavailable(&self, e: redis::RedisError) -> BridgeError {
-        self.metrics.redis_publish_failures.inc();
+    async fn send_batch(
+        &self,
+        connection: &mut Option<ConnectionManager>,
+        batch: &[Job],
+    ) -> Result<(), BridgeError> {
+        let manager = match connection {
+            Some(manager) => manager,
+            None => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(Duration::from_secs(1)))
+                    .set_number_of_retries(1);
+                let manager = ConnectionManager::new_with_config(self.client.clone(), config)
+                    .await
+                    .map_err(|e| self.unavailable(e, batch.len()))?;
+                connection.insert(manager)
+            }
+        };
+        let mut pipe = redis::pipe();
+        for job in batch {
+            pipe.cmd("PUBLISH").arg(&job.channel).arg(&job.envelope).ignore();
+        }
+        pipe.query_async::<()>(manager).await.map_err(|e| self.unavailable(e, batch.len()))
+    }
+
+    fn unavailable(&self, e: redis::RedisError, publishes: usize) -> BridgeError {
+        self.metrics.redis_publish_failures.inc_by(publishes as u64);
         BridgeError::Unavailable(format!("redis: {e}"))
     }
 

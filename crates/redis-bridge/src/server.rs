@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::BridgeError;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
-use crate::relay::RedisRelay;
+use crate::relay::{RedisRelay, Reply};
 
 /// Close code sent to a client that keeps sending invalid frames (RFC 6455 policy violation).
 pub const CLOSE_POLICY: u16 = 1008;
@@ -70,17 +70,61 @@ impl Bridge {
 
     /// Validates an envelope, checks the publisher's grants, and sends it on:
     /// to local subscribers (embedded mode; returns how many) or to Redis
-    /// (returns `None`).
+    /// (returns `None` once Redis took it).
     pub async fn publish(&self, envelope: &[u8], grants: &Grants) -> Result<Option<usize>, BridgeError> {
+        let topic = self.admit(envelope, grants)?;
+        match &self.relay {
+            None => self.broker.deliver(envelope).map(Some),
+            Some(relay) => {
+                let (waiter, outcome) = tokio::sync::oneshot::channel();
+                relay.publish(&topic, envelope.to_vec(), Reply::Waiter(waiter)).await?;
+                let outcome = outcome.await;
+                outcome.unwrap_or_else(|_| {
+                    Err(BridgeError::Unavailable("the Redis publisher stopped".into()))
+                })?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A WebSocket client's publish: the `ack` (or a later `error` frame from
+    /// Redis mode) goes to `outbox`. An error returned here is the client's
+    /// fault (bad envelope, no grant); Redis trouble arrives as a frame.
+    pub async fn publish_from(
+        &self,
+        envelope: Vec<u8>,
+        grants: &Grants,
+        outbox: &Arc<Outbox>,
+        ack: Option<u64>,
+    ) -> Result<(), BridgeError> {
+        let topic = self.admit(&envelope, grants)?;
+        match &self.relay {
+            None => {
+                self.broker.deliver(&envelope)?;
+                if let Some(ack) = ack {
+                    outbox.send_control(&ServerFrame::Ack { ack });
+                }
+                Ok(())
+            }
+            Some(relay) => {
+                let reply = Reply::Frame { outbox: outbox.clone(), ack };
+                if let Err(e) = relay.publish(&topic, envelope, reply).await {
+                    self.metrics.error(e.code());
+                    outbox.send_control(&ServerFrame::error(e.code(), &e, ack));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Validates a publish and checks grants; counts it; returns its topic.
+    fn admit(&self, envelope: &[u8], grants: &Grants) -> Result<String, BridgeError> {
         let (topic, priority) = self.broker.validate(envelope)?;
         if !grants.may_publish(&topic) {
             return Err(BridgeError::Forbidden(format!("publishing on {topic}")));
         }
         self.broker.count_published(priority);
-        match &self.relay {
-            None => self.broker.deliver(envelope).map(Some),
-            Some(relay) => relay.publish(&topic, envelope).await.map(|()| None),
-        }
+        Ok(topic)
     }
 
     /// True when the bridge can deliver: always in embedded mode, while the
@@ -106,6 +150,9 @@ pub fn app(bridge: Arc<Bridge>) -> Router {
         None => router,
     }
 }
+
+/// Initial WebSocket read and write buffer per connection (tungstenite's default is 128 KiB each).
+const WS_BUFFER: usize = 4 * 1024;
 
 /// Close code sent to every client when the bridge shuts down ("going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -216,7 +263,13 @@ fn next_http_id() -> u64 {
 
 async fn ws_upgrade(State(bridge): State<Arc<Bridge>>, upgrade: WebSocketUpgrade) -> Response {
     let max = bridge.config.max_frame;
-    upgrade.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| connection(socket, bridge))
+    // Small initial buffers keep idle connections cheap; they grow for large frames.
+    upgrade
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection(socket, bridge))
 }
 
 /// One WebSocket connection: a writer task drains the client's outbox while
@@ -273,7 +326,7 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>) {
 struct Session<'a> {
     bridge: &'a Bridge,
     client: ClientId,
-    outbox: &'a Outbox,
+    outbox: &'a Arc<Outbox>,
     /// Set by a successful hello.
     grants: Option<Grants>,
     strikes: u32,
@@ -367,14 +420,11 @@ impl Session<'_> {
                 self.bridge.metrics.error(error.code());
                 self.outbox.send_control(&ServerFrame::error(error.code(), &error, ack));
             }
-            ClientFrame::Publish { envelope, ack } => match self.bridge.publish(&envelope, grants).await {
-                Ok(_) => {
-                    if let Some(ack) = ack {
-                        self.outbox.send_control(&ServerFrame::Ack { ack });
-                    }
+            ClientFrame::Publish { envelope, ack } => {
+                if let Err(e) = self.bridge.publish_from(envelope, grants, self.outbox, ack).await {
+                    self.refuse(e, ack);
                 }
-                Err(e) => self.refuse(e, ack),
-            },
+            }
             ClientFrame::Ping { nonce } => self.outbox.send_control(&ServerFrame::Pong { nonce }),
         }
     }

@@ -9,6 +9,8 @@ use swarmbus_bridge::config::Config;
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
 use swarmbus_bridge::server::{serve, Bridge};
 use swarmbus_core::{envelope, Envelope, Priority};
+
+mod support;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -401,4 +403,14 @@ async fn publishes_beyond_the_rate_are_refused_then_allowed_again() {
         .metrics
         .render()
         .contains(&format!("swarmbus_errors_total{{code=\"RATE_LIMITED\"}} {limited}")));
+}
+
+#[tokio::test]
+async fn a_burst_reaches_a_busy_subscriber_in_priority_order() {
+    let running = start(Config::default()).await;
+    let mut subscriber = client(running.addr).await;
+    send(&mut subscriber, &ClientFrame::Subscribe { pattern: "order.>".into(), ack: None }).await;
+    sync(&mut subscriber, 1).await;
+    let mut publisher = client(running.addr).await;
+    support::burst_reaches_a_busy_subscriber_in_priority_order(&mut publisher, subscriber).await;
 }

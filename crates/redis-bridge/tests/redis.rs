@@ -12,6 +12,8 @@ use swarmbus_bridge::config::Config;
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
 use swarmbus_bridge::server::{serve, Bridge};
 use swarmbus_core::{envelope, Envelope, Priority};
+
+mod support;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
@@ -164,4 +166,15 @@ async fn two_bridges_on_one_redis_form_one_bus_and_survive_a_redis_restart() {
     }
     assert_eq!(next_event_id(&mut on_a).await, id, "the subscriber on the other bridge gets it");
     assert!(bridge_a.metrics.render().contains("swarmbus_redis_up 1"));
+}
+
+#[tokio::test]
+async fn a_burst_through_redis_reaches_a_busy_subscriber_in_priority_order() {
+    let redis = RedisServer::start(free_port());
+    let (a, bridge_a) = bridge(&redis.url()).await;
+    let (b, bridge_b) = bridge(&redis.url()).await;
+    until("both bridges subscribed to Redis", || bridge_a.is_ready() && bridge_b.is_ready()).await;
+    let subscriber = client(b, Some("order.>")).await;
+    let mut publisher = client(a, None).await;
+    support::burst_reaches_a_busy_subscriber_in_priority_order(&mut publisher, subscriber).await;
 }
