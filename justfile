@@ -38,7 +38,7 @@ setup:
     fi
 
 # Every suite CI runs: format, lints, tests, no_std and wasm builds, fuzz targets compile.
-test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge
+test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge test-www
 
 # Format all Rust code.
 fmt:
@@ -131,9 +131,26 @@ bench-core *args:
     cargo bench -p swarmbus-core --bench core -- {{args}}
     python3 scripts/criterion_table.py target/criterion
 
-# Run the core bus demo: a small swarm on one event bus, narrated.
-demo *args:
+# The live swarm: builds the wasm package and the dashboard, then runs
+# `swarmbus-bridge demo` (embedded broker + swarm simulator) on 127.0.0.1:8080.
+# Arguments pass through: `just demo --listen 127.0.0.1:9000`, `just demo --redis redis://…`, `--rate 5000`.
+demo *args: setup build-www
+    cargo run --release -p swarmbus-bridge -- demo {{args}}
+
+# The core bus on its own, in one process: a small swarm, narrated.
+demo-core *args:
     cargo run --release -p swarmbus-core --example swarm_demo -- {{args}}
+
+# Bundle the dashboard (www/src) with esbuild into www/dist, with the wasm module.
+build-www: build-wasm
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+    node www/build.mjs
+
+# The dashboard in headless Chromium (playwright-core) against `swarmbus-bridge demo`;
+# the screenshot lands in target/www-test/.
+test-www: build-www
+    cargo build -p swarmbus-bridge
+    node --test --test-reporter=spec www/tests/
 
 # Benchmarks of the wasm package against JS peers (eventemitter3, msgpackr, opossum, RegExp loop, JSON.parse).
 bench-js: build-wasm

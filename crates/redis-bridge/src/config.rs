@@ -2,7 +2,39 @@
 
 use std::net::SocketAddr;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+
+use crate::simulator::SimulatorConfig;
+
+/// The command line: the bridge's flags, or `demo` with the same flags plus the simulator's.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "swarmbus-bridge", version, about)]
+pub struct Cli {
+    /// What to run; without a subcommand, the bridge.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The bridge's settings.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// The bridge plus a built-in swarm simulator, serving the dashboard (`www/dist`).
+    Demo(DemoArgs),
+}
+
+/// Flags of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The bridge's settings.
+    #[command(flatten)]
+    pub config: Config,
+    /// The simulator's settings.
+    #[command(flatten)]
+    pub simulator: SimulatorConfig,
+}
 
 /// `swarmbus-bridge`: relays swarmbus envelopes between WebSocket clients.
 #[derive(Debug, Clone, Parser)]

@@ -15,6 +15,7 @@ pub mod error;
 pub mod metrics;
 pub mod relay;
 pub mod server;
+pub mod simulator;
 
 /// The wire protocol, shared with the wasm `Messenger` (defined in `swarmbus-core`).
 pub use swarmbus_core::protocol;

@@ -1,8 +1,9 @@
 //! The `swarmbus-bridge` binary.
 
 use clap::Parser;
-use swarmbus_bridge::config::Config;
-use swarmbus_bridge::server::{serve, Bridge};
+use swarmbus_bridge::config::{Cli, Command};
+use swarmbus_bridge::server::{serve_with, Bridge};
+use swarmbus_bridge::simulator::Simulator;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -12,7 +13,13 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::from_default_env().add_directive("info".parse().expect("valid directive")),
         )
         .init();
-    let config = Config::parse();
+    let (mut config, demo) = match Cli::parse() {
+        Cli { command: Some(Command::Demo(demo)), .. } => (demo.config, Some(demo.simulator)),
+        Cli { config, .. } => (config, None),
+    };
+    if demo.is_some() && config.static_dir.is_none() {
+        config.static_dir = Some("www/dist".into());
+    }
     if let Err(why) = config.validate() {
         eprintln!("swarmbus-bridge: {why}");
         return std::process::ExitCode::from(2);
@@ -29,6 +36,7 @@ async fn main() -> std::process::ExitCode {
     // The bound address, so `--listen 127.0.0.1:0` tells which port it got.
     let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
     tracing::info!("swarmbus-bridge listening on http://{address} ({mode})");
+    let static_dir = config.static_dir.clone();
     let bridge = match Bridge::new(config) {
         Ok(bridge) => bridge,
         Err(why) => {
@@ -36,7 +44,19 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match serve(listener, bridge, shutdown_signal()).await {
+    let mut extra = axum::Router::new();
+    if let Some(settings) = demo {
+        let simulator = Simulator::new(bridge.clone(), settings);
+        tokio::spawn(simulator.clone().run());
+        extra = simulator.routes();
+        if static_dir.as_ref().is_some_and(|dir| !dir.join("index.html").exists()) {
+            tracing::warn!(
+                "no dashboard in {static_dir:?}: build it with `just build-www` (or run `just demo`)"
+            );
+        }
+        tracing::info!("demo: open http://{address}/ for the dashboard");
+    }
+    match serve_with(listener, bridge, extra, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("swarmbus-bridge: {e}");

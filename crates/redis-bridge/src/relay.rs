@@ -60,6 +60,8 @@ pub enum Reply {
     },
     /// A caller awaiting the result (the HTTP publish).
     Waiter(oneshot::Sender<Result<(), BridgeError>>),
+    /// Nobody waits (the demo simulator); failures are only counted.
+    Discard,
 }
 
 impl Reply {
@@ -78,6 +80,11 @@ impl Reply {
             },
             Reply::Waiter(waiter) => {
                 let _ = waiter.send(result);
+            }
+            Reply::Discard => {
+                if let Err(e) = result {
+                    metrics.error(e.code());
+                }
             }
         }
     }
@@ -121,6 +128,11 @@ impl RedisRelay {
     pub async fn publish(&self, topic: &str, envelope: Vec<u8>, reply: Reply) -> Result<(), BridgeError> {
         let job = Job { channel: channel(topic), envelope, reply };
         self.jobs.send(job).await.map_err(|_| BridgeError::Unavailable("the Redis publisher stopped".into()))
+    }
+
+    /// Queues an envelope without waiting; `false` when the queue is full (the caller counts it).
+    pub fn try_publish(&self, topic: &str, envelope: Vec<u8>) -> bool {
+        self.jobs.try_send(Job { channel: channel(topic), envelope, reply: Reply::Discard }).is_ok()
     }
 
     /// Sends queued publishes as pipelines until the relay is dropped.

@@ -117,6 +117,20 @@ impl Bridge {
         }
     }
 
+    /// A publish from inside the process (the demo simulator): trusted, never
+    /// waits; in Redis mode a full publish queue drops it (counted as
+    /// `swarmbus_errors_total{code="UNAVAILABLE"}`).
+    pub fn publish_detached(&self, envelope: Vec<u8>) {
+        let Ok(topic) = self.admit(&envelope, &Grants::open()) else { return };
+        let sent = match &self.relay {
+            None => self.broker.deliver(&envelope).is_ok(),
+            Some(relay) => relay.try_publish(&topic, envelope),
+        };
+        if !sent {
+            self.metrics.error("UNAVAILABLE");
+        }
+    }
+
     /// Validates a publish and checks grants; counts it; returns its topic.
     fn admit(&self, envelope: &[u8], grants: &Grants) -> Result<String, BridgeError> {
         let (topic, priority) = self.broker.validate(envelope)?;
@@ -164,6 +178,16 @@ pub async fn serve(
     bridge: Arc<Bridge>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, bridge, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes next to the bridge's own (the demo's).
+pub async fn serve_with(
+    listener: TcpListener,
+    bridge: Arc<Bridge>,
+    extra: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let closing = bridge.clone();
     let shutdown = async move {
         shutdown.await;
@@ -173,7 +197,7 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app(bridge)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(bridge).merge(extra)).with_graceful_shutdown(shutdown).await
 }
 
 async fn healthz(State(bridge): State<Arc<Bridge>>) -> Response {

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { Bus, Messenger } from 'swarmbus/node';
-import { signToken, startBridge, until } from './support/bridge.mjs';
+import { signToken, startBridge, until } from '../../../tests/support/bridge.mjs';
 
 const code = (c) => (error) => error instanceof Error && error.code === c;
 

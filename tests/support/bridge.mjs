@@ -3,16 +3,18 @@ import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The bridge binary: `SWARMBUS_BRIDGE_BIN`, else the debug build (`cargo build -p swarmbus-bridge`). */
 export const BRIDGE_BIN = process.env.SWARMBUS_BRIDGE_BIN ?? `${ROOT}target/debug/swarmbus-bridge`;
 
 /**
- * Spawns the bridge with `args` (default `--listen 127.0.0.1:0`) and resolves
+ * Spawns the bridge (`command`, e.g. `['demo']`, then `--listen 127.0.0.1:0`
+ * and `args`) from the repository root and resolves
  * once it logs its address: `{ url, wsUrl, port, stop() }`.
  */
-export async function startBridge(args = [], { listen = '127.0.0.1:0' } = {}) {
-  const child = spawn(BRIDGE_BIN, ['--listen', listen, ...args], {
+export async function startBridge(args = [], { listen = '127.0.0.1:0', command = [] } = {}) {
+  const child = spawn(BRIDGE_BIN, [...command, '--listen', listen, ...args], {
+    cwd: ROOT,
     env: { ...process.env, NO_COLOR: '1', RUST_LOG: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,313 @@
+// The swarmbus live dashboard: connects to the bridge that serves it and shows
+// what a swarm is doing, measured in this page.
+//
+// Events take one of two paths, counted separately: the wasm path (the
+// `swarmbus` package: Messenger → Bus with per-subscription circuit breakers →
+// StateStore snapshots), or a plain-JS path (a WebSocket and msgpackr) used with
+// `?path=js` or when WebAssembly cannot load.
+import init, { Bus, Messenger, StateStore } from 'swarmbus';
+import uPlot from 'uplot';
+import { pack, unpack } from 'msgpackr';
+
+const params = new URLSearchParams(location.search);
+const WS_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+const HISTORY_SECS = 60;
+const SNAPSHOT_EVERY_SECS = 5;
+const INSPECTOR_ROWS = 50;
+const GROUPS = [
+  { label: '9 phase', priorities: [9], color: '#ff5c5c' },
+  { label: '8 coordination', priorities: [8], color: '#f0b429' },
+  { label: '7 lifecycle', priorities: [7], color: '#b48eff' },
+  { label: '6 task', priorities: [6], color: '#4fb3ff' },
+  { label: '1–5 general', priorities: [1, 2, 3, 4, 5], color: '#46c46e' },
+  { label: '0 bulk', priorities: [0], color: '#8a98a8' },
+];
+
+const $ = (id) => document.getElementById(id);
+/** What the page measured, for the browser tests. */
+window.dashboard = { stats: null };
+
+/** Counters of the current second and the history the charts draw. */
+const stats = {
+  perPriority: new Array(10).fill(0),
+  latencies: [],
+  handled: { wasm: 0, js: 0 },
+  seconds: 0,
+  throughput: [[], ...GROUPS.map(() => [])],
+  latency: [[], [], []],
+};
+window.dashboard.stats = stats;
+
+function record(priority, payload, path) {
+  stats.perPriority[priority] += 1;
+  stats.handled[path] += 1;
+  if (payload && typeof payload.t === 'number' && stats.latencies.length < 20_000) {
+    stats.latencies.push(Date.now() - payload.t);
+  }
+}
+
+function percentile(sorted, q) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] : 0;
+}
+
+function chart(element, series, yLabel) {
+  const opts = {
+    width: Math.max(element.clientWidth, 300),
+    height: 220,
+    scales: { x: { time: true } },
+    axes: [{ stroke: '#8a98a8', grid: { stroke: '#263240' } }, { stroke: '#8a98a8', grid: { stroke: '#263240' }, label: yLabel }],
+    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2 }))],
+  };
+  const plot = new uPlot(opts, [[], ...series.map(() => [])], element);
+  new ResizeObserver(() => plot.setSize({ width: Math.max(element.clientWidth, 300), height: 220 })).observe(element);
+  return plot;
+}
+
+function pushPoint(columns, values) {
+  columns.forEach((column, i) => {
+    column.push(values[i]);
+    if (column.length > HISTORY_SECS) column.shift();
+  });
+}
+
+async function demoInfo() {
+  try {
+    const response = await fetch('/v1/demo');
+    if (response.ok) return await response.json();
+  } catch {
+    // Not a demo bridge: no simulator controls.
+  }
+  return null;
+}
+
+/** The wasm path: everything goes through the swarmbus package. */
+async function startWasm(swarms) {
+  await init({ module_or_path: 'swarmbus_bg.wasm' });
+  const bus = new Bus({ capacity: 65_536, breaker: { failureThreshold: 5, openMs: 2_000, halfOpenProbes: 1 } });
+  bus.subscribe('swarm.>', (event) => record(event.priority, event.payload, 'wasm'));
+
+  const stores = new Map();
+  const workers = new Map();
+  for (const swarm of swarms) {
+    const store = new StateStore(64);
+    stores.set(swarm, store);
+    // A worker per swarm that fails on events marked `fail`: its breaker opens
+    // during the simulator's failure bursts and closes after.
+    workers.set(swarm, bus.subscribe(`swarm.${swarm}.>`, (event) => {
+      const p = event.payload;
+      if (p.fail) throw new Error(`simulated failure in ${swarm}`);
+      if (p.kind === 'phase') {
+        store.set('phase', p.phase);
+        store.snapshot(`phase ${p.phase}`);
+      } else if (p.kind === 'task') {
+        store.set(`tasks.${p.task % 16}`, { agent: p.agent, seq: p.seq });
+      } else if (p.kind === 'lifecycle' || p.kind === 'coordination') {
+        store.set(`agents.${p.agent}`, { kind: p.kind, load: p.load, seq: p.seq });
+      }
+    }));
+  }
+
+  const messenger = new Messenger(bus, {
+    subscribe: ['swarm.>'],
+    onState: (state) => showConnection(state),
+    onError: (error) => console.warn('bridge refused a frame:', error.code, error.message),
+  });
+  await messenger.connect(WS_URL);
+  showConnection(messenger.state);
+  return { bus, messenger, stores, workers };
+}
+
+/** The plain-JS path: a WebSocket and msgpackr, no breakers or state. */
+function startJs() {
+  const socket = new WebSocket(WS_URL);
+  socket.binaryType = 'arraybuffer';
+  socket.onopen = () => socket.send(pack({ t: 'hello', v: 1 }));
+  socket.onclose = () => showConnection('closed');
+  socket.onmessage = ({ data }) => {
+    const frame = unpack(new Uint8Array(data));
+    if (frame.t === 'welcome') {
+      showConnection('open');
+      socket.send(pack({ t: 'subscribe', pattern: 'swarm.>' }));
+    } else if (frame.t === 'event') {
+      // The envelope: [version, id, topic, priority, timestamp, ttl, sender, swarm, correlation, payload].
+      const envelope = unpack(frame.envelope);
+      record(envelope[3], unpack(envelope[9]), 'js');
+    }
+  };
+  return { socket };
+}
+
+function showConnection(state) {
+  const pill = $('conn');
+  pill.textContent = state;
+  pill.className = `pill ${state}`;
+}
+
+function renderBreakers(wasm) {
+  const body = $('breakers').tBodies[0];
+  if (!wasm) {
+    body.innerHTML = '<tr><td colspan="5">no breakers on the plain-JS path</td></tr>';
+    return;
+  }
+  const rows = [];
+  for (const [swarm, id] of wasm.workers) {
+    const info = wasm.bus.breakerState(id);
+    rows.push(`<tr data-swarm="${swarm}"><td>swarm.${swarm}.&gt;</td>`
+      + `<td class="state state-${info?.state}">${info?.state ?? 'none'}</td>`
+      + `<td>${info?.consecutiveFailures ?? 0}</td><td>${info?.windowFailures ?? 0} / ${info?.windowCalls ?? 0}</td>`
+      + `<td>${info?.transitions ?? 0}</td></tr>`);
+  }
+  body.innerHTML = rows.join('');
+}
+
+function renderQueues(wasm) {
+  const body = $('queues').tBodies[0];
+  if (!wasm) {
+    body.innerHTML = '<tr><td colspan="5">no local queue on the plain-JS path</td></tr>';
+    return;
+  }
+  const m = wasm.bus.metrics().byPriority;
+  const offline = wasm.messenger.stats().droppedByPriority;
+  const rows = [];
+  for (let p = 9; p >= 0; p--) {
+    rows.push(`<tr><td>${p}</td><td>${m.queued[p]}</td><td>${m.dropped[p]}</td><td>${offline[p]}</td><td>${m.skippedOpen[p]}</td></tr>`);
+  }
+  body.innerHTML = rows.join('');
+}
+
+function renderShare() {
+  const { wasm, js } = stats.handled;
+  const total = wasm + js;
+  $('wasm-share').textContent = total ? `${((wasm / total) * 100).toFixed(1)} %` : '–';
+  $('wasm-count').textContent = wasm.toLocaleString('en');
+  $('js-count').textContent = js.toLocaleString('en');
+}
+
+function renderAlert(rate) {
+  const threshold = Number($('threshold').value) || 0;
+  const alert = $('alert');
+  // The first second is partial: judge full seconds only.
+  alert.hidden = !(stats.seconds > 1 && rate < threshold);
+  $('alert-rate').textContent = rate.toLocaleString('en');
+  $('alert-threshold').textContent = threshold.toLocaleString('en');
+}
+
+/** The topic inspector: a subscription on the watched pattern, pausable. */
+function inspector(wasm) {
+  let subscription = null;
+  let paused = false;
+  const list = $('inspector');
+  const watch = () => {
+    $('pattern-error').textContent = '';
+    if (!wasm) {
+      $('pattern-error').textContent = 'the inspector needs the wasm path';
+      return;
+    }
+    if (subscription !== null) wasm.bus.unsubscribe(subscription);
+    subscription = null;
+    list.replaceChildren();
+    try {
+      subscription = wasm.bus.subscribe($('pattern').value.trim(), (event) => {
+        if (paused) return;
+        const item = document.createElement('li');
+        item.textContent = `${event.topic} p${event.priority} ${JSON.stringify(event.payload)}`;
+        list.prepend(item);
+        while (list.children.length > INSPECTOR_ROWS) list.lastChild.remove();
+      });
+    } catch (error) {
+      $('pattern-error').textContent = `${error.code}: ${error.message}`;
+    }
+  };
+  $('watch').onclick = watch;
+  $('pattern').onkeydown = (e) => e.key === 'Enter' && watch();
+  $('pause').onclick = () => {
+    paused = !paused;
+    $('pause').textContent = paused ? 'resume' : 'pause';
+  };
+  watch();
+}
+
+/** The state view: snapshots of one swarm's store and the diff of two. */
+function stateView(wasm, swarms) {
+  const swarmSelect = $('swarm');
+  swarmSelect.innerHTML = swarms.map((s) => `<option>${s}</option>`).join('');
+  const fill = () => {
+    const store = wasm?.stores.get(swarmSelect.value);
+    const snapshots = store ? store.snapshots() : [];
+    for (const [select, fallback] of [[$('snap-from'), 0], [$('snap-to'), snapshots.length - 1]]) {
+      const keep = select.value;
+      select.innerHTML = snapshots.map((s) => `<option value="${s.id}">#${s.id} ${s.label ?? ''} (v${s.version})</option>`).join('');
+      if (snapshots.some((s) => String(s.id) === keep)) select.value = keep;
+      else if (snapshots[fallback]) select.value = String(snapshots[fallback].id);
+    }
+  };
+  swarmSelect.onchange = fill;
+  $('diff').onclick = () => {
+    const store = wasm?.stores.get(swarmSelect.value);
+    if (!store) return;
+    try {
+      const patch = store.diff(Number($('snap-from').value), Number($('snap-to').value));
+      $('diff-output').textContent = JSON.stringify(patch, null, 2);
+    } catch (error) {
+      $('diff-output').textContent = `${error.code}: ${error.message}`;
+    }
+  };
+  return fill;
+}
+
+async function main() {
+  const info = await demoInfo();
+  const swarms = info?.swarms ?? ['alpha', 'beta', 'gamma', 'delta'];
+  if (info) $('rate').value = info.rate;
+  $('apply-rate').onclick = () =>
+    fetch('/v1/demo/rate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rate: Number($('rate').value) }) });
+
+  const throughputChart = chart($('throughput-chart'), GROUPS, 'events/s');
+  const latencyChart = chart($('latency-chart'), [{ label: 'p50', color: '#46c46e' }, { label: 'p99', color: '#ff5c5c' }], 'ms');
+
+  let wasm = null;
+  if (params.get('path') !== 'js') {
+    try {
+      wasm = await startWasm(swarms);
+    } catch (error) {
+      console.warn('wasm path unavailable, using the plain-JS path:', error);
+    }
+  }
+  if (!wasm) startJs();
+  $('path-mode').textContent = wasm ? 'wasm path active' : 'plain-JS path active';
+  inspector(wasm);
+  const refreshSnapshots = stateView(wasm, swarms);
+
+  setInterval(() => {
+    const now = Date.now() / 1000;
+    stats.seconds += 1;
+    const perGroup = GROUPS.map((g) => g.priorities.reduce((sum, p) => sum + stats.perPriority[p], 0));
+    const total = perGroup.reduce((a, b) => a + b, 0);
+    pushPoint(stats.throughput, [now, ...perGroup]);
+    throughputChart.setData(stats.throughput);
+    const sorted = stats.latencies.sort((a, b) => a - b);
+    const [p50, p99] = [percentile(sorted, 0.5), percentile(sorted, 0.99)];
+    pushPoint(stats.latency, [now, p50, p99]);
+    latencyChart.setData(stats.latency);
+    $('p50').textContent = String(p50);
+    $('p99').textContent = String(p99);
+    $('total-rate').textContent = `${total.toLocaleString('en')} events/s`;
+    document.body.dataset.rate = String(total);
+    stats.perPriority.fill(0);
+    stats.latencies = [];
+
+    renderAlert(total);
+    renderShare();
+    renderBreakers(wasm);
+    renderQueues(wasm);
+    if (wasm && stats.seconds % SNAPSHOT_EVERY_SECS === 0) {
+      for (const store of wasm.stores.values()) store.snapshot(`t+${stats.seconds}s`);
+    }
+    refreshSnapshots();
+  }, 1000);
+}
+
+main().catch((error) => {
+  console.error(error);
+  showConnection(`error: ${error.code ?? error.message}`);
+});
