@@ -134,7 +134,9 @@ function startJs() {
       record(envelope[3], unpack(envelope[9]), 'js');
     }
   };
-  return { socket };
+  const report = () => socket.readyState === WebSocket.OPEN
+    && socket.send(pack({ t: 'report', kind: 'dashboard', wasm: stats.handled.wasm, js: stats.handled.js }));
+  return { socket, report };
 }
 
 function showConnection(state) {
@@ -273,7 +275,11 @@ async function main() {
       console.warn('wasm path unavailable, using the plain-JS path:', error);
     }
   }
-  if (!wasm) startJs();
+  const js = wasm ? null : startJs();
+  // The bridge exports these per client kind (swarmbus_client_events_total).
+  const report = () => (wasm
+    ? wasm.messenger.report('dashboard', stats.handled.wasm, stats.handled.js)
+    : js.report());
   $('path-mode').textContent = wasm ? 'wasm path active' : 'plain-JS path active';
   inspector(wasm);
   const refreshSnapshots = stateView(wasm, swarms);
@@ -296,6 +302,7 @@ async function main() {
     stats.perPriority.fill(0);
     stats.latencies = [];
 
+    report();
     renderAlert(total);
     renderShare();
     renderBreakers(wasm);

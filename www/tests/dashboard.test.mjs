@@ -102,7 +102,13 @@ test('the plain-JS path is measured as such', async () => {
   await jsPage.waitForFunction(() => window.dashboard.stats.handled.js > 0, null, { timeout: 10_000 });
   await jsPage.waitForFunction(() => document.querySelector('#wasm-share').textContent === '0.0 %', null, { timeout: 5_000 });
   assert.equal(await jsPage.evaluate(() => window.dashboard.stats.handled.wasm), 0);
+  await jsPage.waitForTimeout(1_200); // one more report
   await jsPage.close();
+  // Both pages reported their counters: /metrics carries the split per client kind.
+  const metrics = await (await fetch(`${bridge.url}/metrics`)).text();
+  const count = (path) => Number(new RegExp(`swarmbus_client_events_total\\{kind="dashboard",path="${path}"\\} (\\d+)`)
+    .exec(metrics)?.[1] ?? 0);
+  assert.ok(count('wasm') > 0 && count('js') > 0, metrics.split('\n').filter((l) => l.includes('client_events')).join('\n'));
 });
 
 test('the page logged no errors; screenshot saved', async () => {

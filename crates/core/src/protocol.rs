@@ -51,6 +51,19 @@ pub enum ClientFrame {
         #[serde(default)]
         ack: Option<u64>,
     },
+    /// Counters this client measured, cumulative over the connection: events
+    /// it handled on the wasm path and on a plain-JS path. The bridge exports
+    /// them per client `kind` (`swarmbus_client_events_total`). Not answered.
+    Report {
+        /// What kind of client this is (`dashboard`, `worker`, ...): 1–32 of `a-z 0-9 _ -`.
+        kind: String,
+        /// Events handled on the wasm path so far.
+        #[serde(default)]
+        wasm: u64,
+        /// Events handled on the plain-JS path so far.
+        #[serde(default)]
+        js: u64,
+    },
     /// Liveness check; answered by `pong` with the same nonce.
     Ping {
         /// Echoed back.
@@ -177,6 +190,7 @@ mod tests {
             ClientFrame::Subscribe { pattern: "a.>".into(), ack: Some(3) },
             ClientFrame::Publish { envelope: vec![1, 2, 3], ack: Some(7) },
             ClientFrame::Ping { nonce: 9 },
+            ClientFrame::Report { kind: "dashboard".into(), wasm: 10, js: 2 },
         ];
         for frame in frames {
             assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);

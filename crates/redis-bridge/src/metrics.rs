@@ -30,6 +30,15 @@ pub struct CodeLabel {
     pub code: &'static str,
 }
 
+/// Labels of `swarmbus_client_events_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientEventLabel {
+    /// The reporting client's kind.
+    pub kind: String,
+    /// `wasm` or `js`.
+    pub path: &'static str,
+}
+
 /// Every metric the bridge exports.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +64,8 @@ pub struct Metrics {
     pub redis_reconnects: Counter,
     /// Publishes Redis refused or could not take (answered with `UNAVAILABLE`).
     pub redis_publish_failures: Counter,
+    /// Events clients report having handled, by client kind and code path.
+    pub client_events: Family<ClientEventLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +83,7 @@ impl Default for Metrics {
             redis_up: Gauge::default(),
             redis_reconnects: Counter::default(),
             redis_publish_failures: Counter::default(),
+            client_events: Family::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "WebSocket connections accepted", metrics.connections.clone());
@@ -108,6 +120,11 @@ impl Default for Metrics {
             "redis_publish_failures",
             "Publishes Redis refused or could not take",
             metrics.redis_publish_failures.clone(),
+        );
+        registry.register(
+            "client_events",
+            "Events clients report having handled, by client kind and path (wasm or js)",
+            metrics.client_events.clone(),
         );
         Self { registry, ..metrics }
     }

@@ -18,7 +18,7 @@ use crate::auth::{Auth, Grants};
 use crate::broker::{Broker, BrokerLimits, ClientId, Outbox};
 use crate::config::Config;
 use crate::error::BridgeError;
-use crate::metrics::Metrics;
+use crate::metrics::{ClientEventLabel, Metrics};
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
 use crate::relay::{RedisRelay, Reply};
 
@@ -35,7 +35,11 @@ pub struct Bridge {
     pub metrics: Arc<Metrics>,
     auth: Option<Auth>,
     config: Config,
+    client_kinds: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Distinct client kinds `swarmbus_client_events_total` labels; later ones count as `other`.
+pub const MAX_CLIENT_KINDS: usize = 16;
 
 impl Bridge {
     /// A bridge with `config`. In Redis mode this spawns the subscriber task,
@@ -57,7 +61,7 @@ impl Bridge {
             None => None,
         };
         let auth = config.auth_secret.as_deref().map(Auth::new);
-        Ok(Arc::new(Self { broker, relay, metrics, auth, config }))
+        Ok(Arc::new(Self { broker, relay, metrics, auth, config, client_kinds: Default::default() }))
     }
 
     /// The grants of a token: everything on an open bridge, else what the token says.
@@ -139,6 +143,17 @@ impl Bridge {
         }
         self.broker.count_published(priority);
         Ok(topic)
+    }
+
+    /// The label for a reported client kind: the kind itself for the first
+    /// [`MAX_CLIENT_KINDS`] kinds seen, `other` after (bounded label cardinality).
+    fn report_kind(&self, kind: String) -> String {
+        let mut kinds = self.client_kinds.lock().unwrap_or_else(|p| p.into_inner());
+        if kinds.contains(&kind) || kinds.len() < MAX_CLIENT_KINDS && kinds.insert(kind.clone()) {
+            kind
+        } else {
+            "other".to_owned()
+        }
     }
 
     /// True when the bridge can deliver: always in embedded mode, while the
@@ -317,8 +332,16 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>) {
     });
 
     let bucket = TokenBucket::new(bridge.config.publish_rate, bridge.config.publish_burst);
-    let mut session =
-        Session { bridge: &bridge, client, outbox: &outbox, grants: None, strikes: 0, fatal: false, bucket };
+    let mut session = Session {
+        bridge: &bridge,
+        client,
+        outbox: &outbox,
+        grants: None,
+        strikes: 0,
+        reported: None,
+        fatal: false,
+        bucket,
+    };
     while let Some(Ok(message)) = stream.next().await {
         let bytes = match message {
             Message::Binary(bytes) => bytes,
@@ -354,6 +377,8 @@ struct Session<'a> {
     /// Set by a successful hello.
     grants: Option<Grants>,
     strikes: u32,
+    /// The counters of the client's last `report`.
+    reported: Option<(u64, u64)>,
     /// A refused hello token ends the connection.
     fatal: bool,
     bucket: TokenBucket,
@@ -450,7 +475,34 @@ impl Session<'_> {
                 }
             }
             ClientFrame::Ping { nonce } => self.outbox.send_control(&ServerFrame::Pong { nonce }),
+            ClientFrame::Report { kind, wasm, js } => {
+                if let Err(e) = self.report(kind, wasm, js) {
+                    self.refuse(e, None);
+                }
+            }
         }
+    }
+
+    /// Adds what the client handled since its previous report to `swarmbus_client_events_total`.
+    fn report(&mut self, kind: String, wasm: u64, js: u64) -> Result<(), BridgeError> {
+        let valid = (1..=32).contains(&kind.len())
+            && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(BridgeError::Malformed(format!("report kind {kind:?}: 1-32 of a-z 0-9 _ -")));
+        }
+        let (last_wasm, last_js) = self.reported.unwrap_or((0, 0));
+        // A counter that went down was reset by the client: count it from zero.
+        let delta = |now: u64, last: u64| if now >= last { now - last } else { now };
+        let kind = self.bridge.report_kind(kind);
+        for (path, n) in [("wasm", delta(wasm, last_wasm)), ("js", delta(js, last_js))] {
+            self.bridge
+                .metrics
+                .client_events
+                .get_or_create(&ClientEventLabel { kind: kind.clone(), path })
+                .inc_by(n);
+        }
+        self.reported = Some((wasm, js));
+        Ok(())
     }
 
     fn refuse(&mut self, error: BridgeError, ack: Option<u64>) {

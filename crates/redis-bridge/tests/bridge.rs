@@ -414,3 +414,20 @@ async fn a_burst_reaches_a_busy_subscriber_in_priority_order() {
     let mut publisher = client(running.addr).await;
     support::burst_reaches_a_busy_subscriber_in_priority_order(&mut publisher, subscriber).await;
 }
+
+#[tokio::test]
+async fn client_reports_become_per_kind_counters() {
+    let bridge = start(Config::default()).await;
+    let mut ws = client(bridge.addr).await;
+    for (wasm, js) in [(10, 0), (25, 4)] {
+        send(&mut ws, &ClientFrame::Report { kind: "dashboard".into(), wasm, js }).await;
+    }
+    send(&mut ws, &ClientFrame::Report { kind: "Bad Kind!".into(), wasm: 1, js: 1 }).await;
+    assert!(matches!(recv(&mut ws).await, Some(ServerFrame::Error { code, .. }) if code == "DECODE_ERROR"));
+    sync(&mut ws, 1).await;
+    let (_, text) = http(bridge.addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    // Cumulative reports: the counter holds the latest totals, not their sum.
+    assert!(text.contains(r#"swarmbus_client_events_total{kind="dashboard",path="wasm"} 25"#), "{text}");
+    assert!(text.contains(r#"swarmbus_client_events_total{kind="dashboard",path="js"} 4"#), "{text}");
+    assert!(!text.contains("Bad Kind"), "{text}");
+}

@@ -245,6 +245,13 @@ export class Messenger {
      */
     onState(callback?: Function | null): void;
     /**
+     * Reports counters this client measured to the bridge, cumulative for the
+     * connection: events handled on the wasm path and on a plain-JS path. The
+     * bridge exports them as `swarmbus_client_events_total{kind, path}`.
+     * `kind` is 1–32 of `a-z 0-9 _ -`. Returns `false` when not connected.
+     */
+    report(kind: string, wasm: number, js: number): boolean;
+    /**
      * Counters: `{sent, received, echoes, queued, dropped, droppedByPriority, reconnects, errors}`.
      */
     stats(): MessengerStats;

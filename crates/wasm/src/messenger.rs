@@ -314,6 +314,20 @@ impl Messenger {
         }
     }
 
+    /// Reports counters this client measured to the bridge, cumulative for the
+    /// connection: events handled on the wasm path and on a plain-JS path. The
+    /// bridge exports them as `swarmbus_client_events_total{kind, path}`.
+    /// `kind` is 1–32 of `a-z 0-9 _ -`. Returns `false` when not connected.
+    pub fn report(&self, kind: &str, wasm: f64, js: f64) -> bool {
+        let mut s = self.state.borrow_mut();
+        if s.status != Status::Open {
+            return false;
+        }
+        let count = |n: f64| if n.is_finite() && n > 0.0 { n as u64 } else { 0 };
+        s.send(&ClientFrame::Report { kind: kind.to_owned(), wasm: count(wasm), js: count(js) });
+        true
+    }
+
     /// Closes the connection for good (no reconnect); queued offline events stay queued.
     pub fn close(&self) {
         let effects = self.state.borrow_mut().shut("closed by the application");
