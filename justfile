@@ -38,7 +38,7 @@ setup:
     fi
 
 # Every suite CI runs: format, lints, tests, no_std and wasm builds, fuzz targets compile.
-test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge test-www
+test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge test-www test-edge
 
 # Format all Rust code.
 fmt:
@@ -145,6 +145,14 @@ demo-core *args:
 build-www: build-wasm
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node www/build.mjs
+
+# The Deno and Cloudflare workerd examples run for real (npm `deno` and `workerd`)
+# against a bridge process, with a wasm Messenger subscriber.
+test-edge: build-wasm
+    cargo build -p swarmbus-bridge
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+    node examples/workerd/build.mjs
+    node --test --test-reporter=spec tests/edge.test.mjs
 
 # The dashboard in headless Chromium (playwright-core) against `swarmbus-bridge demo`;
 # the screenshot lands in target/www-test/.
