@@ -38,7 +38,7 @@ setup:
     fi
 
 # Every suite CI runs: format, lints, tests, no_std and wasm builds, fuzz targets compile.
-test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge test-www test-edge
+test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge test-www test-edge test-cross
 
 # Format all Rust code.
 fmt:
@@ -153,6 +153,14 @@ test-edge: build-wasm
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node examples/workerd/build.mjs
     node --test --test-reporter=spec tests/edge.test.mjs
+
+# Everything at once: Redis, two bridges with auth, a Chromium page and this Node
+# process with Messengers, the workerd example; then a Redis restart.
+test-cross: build-wasm
+    cargo build -p swarmbus-bridge
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+    node examples/workerd/build.mjs
+    node --test --test-reporter=spec tests/cross.test.mjs
 
 # The dashboard in headless Chromium (playwright-core) against `swarmbus-bridge demo`;
 # the screenshot lands in target/www-test/.

@@ -57,10 +57,10 @@ export function signToken(secret, claims) {
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
-/** Resolves when `predicate()` is true, polling every 10 ms; rejects after `ms`. */
+/** Resolves when `predicate()` (sync or async) is true, polling every 10 ms; rejects after `ms`. */
 export async function until(predicate, ms = 5_000, what = 'condition') {
   const deadline = Date.now() + ms;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

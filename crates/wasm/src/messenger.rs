@@ -120,7 +120,11 @@ struct State {
     remote: BTreeMap<String, ()>,
     forward: Router,
     forward_ids: BTreeMap<String, SubscriptionId>,
-    offline: PriorityQueue<Vec<u8>>,
+    /// Forwarded envelopes not sent yet (this microtask's, or everything while disconnected).
+    queue: PriorityQueue<Vec<u8>>,
+    flush_scheduled: bool,
+    /// This state, for the flush microtask.
+    me: Weak<RefCell<State>>,
     sent_ids: VecDeque<u64>,
     sent_set: HashSet<u64>,
     waiters: Vec<(Function, Function)>,
@@ -221,7 +225,9 @@ impl Messenger {
             remote: BTreeMap::new(),
             forward: Router::new(),
             forward_ids: BTreeMap::new(),
-            offline: PriorityQueue::new(capacity),
+            queue: PriorityQueue::new(capacity),
+            flush_scheduled: false,
+            me: Weak::new(),
             sent_ids: VecDeque::new(),
             sent_set: HashSet::new(),
             waiters: Vec::new(),
@@ -238,6 +244,7 @@ impl Messenger {
         let state = Rc::new(RefCell::new(state));
         {
             let mut s = state.borrow_mut();
+            s.me = Rc::downgrade(&state);
             for pattern in &options.forward {
                 s.add_forward(pattern)?;
             }
@@ -352,7 +359,7 @@ impl Messenger {
         set("sent", s.stats.sent as f64);
         set("received", s.stats.received as f64);
         set("echoes", s.stats.echoes as f64);
-        set("queued", s.offline.len() as f64);
+        set("queued", s.queue.len() as f64);
         set("dropped", s.stats.dropped.iter().sum::<u64>() as f64);
         set("reconnects", s.stats.reconnects as f64);
         set("errors", s.stats.errors as f64);
@@ -421,32 +428,53 @@ impl State {
     }
 
     /// Sends a forwarded envelope now, or queues it while the socket is down.
+    /// Queues a forwarded envelope. While connected, what one JS task forwards
+    /// is sent at the next microtask, most urgent first (a full queue is sent
+    /// at once); while disconnected it waits for the next welcome.
     fn send_envelope(&mut self, bytes: Vec<u8>, id: u64, priority: Priority) -> Result<()> {
         self.remember(id);
-        if self.status == Status::Open {
-            self.stats.sent += 1;
-            self.send(&ClientFrame::Publish { envelope: bytes, ack: None });
-            return Ok(());
-        }
-        let full = self.offline.len() >= self.offline.capacity();
-        let only_critical_left = self.offline.depth_by_priority()[..8].iter().all(|&n| n == 0);
-        if full && priority.is_critical() && only_critical_left {
+        let full = self.queue.len() >= self.queue.capacity();
+        if full && self.status == Status::Open {
+            self.flush();
+        } else if full && priority.is_critical() && self.queue.depth_by_priority()[..8].iter().all(|&n| n == 0) {
             return Err(Error::new(
                 "QUEUE_FULL",
                 format_args!(
                     "the messenger is offline and its queue holds {} priority ≥ 8 events; \
                      this priority {} event was not published",
-                    self.offline.len(),
+                    self.queue.len(),
                     priority.get()
                 ),
             ));
         }
-        match self.offline.push(priority, bytes) {
+        match self.queue.push(priority, bytes) {
             Ok(Pushed::Queued) => {}
             Ok(Pushed::Evicted(_, lost)) => self.stats.dropped[lost.index()] += 1,
             Err(_) => self.stats.dropped[priority.index()] += 1,
         }
+        if self.status == Status::Open && !self.flush_scheduled {
+            self.flush_scheduled = true;
+            let me = self.me.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(state) = me.upgrade() {
+                    let mut s = state.borrow_mut();
+                    s.flush_scheduled = false;
+                    s.flush();
+                }
+            });
+        }
         Ok(())
+    }
+
+    /// Sends everything queued, most urgent first, if connected.
+    fn flush(&mut self) {
+        if self.status != Status::Open {
+            return;
+        }
+        while let Some((_, envelope)) = self.queue.pop() {
+            self.stats.sent += 1;
+            self.send(&ClientFrame::Publish { envelope, ack: None });
+        }
     }
 
     /// Keeps a replaced socket (its callback may be running) until two more are replaced.
@@ -495,10 +523,7 @@ impl State {
             let ack = self.take_ack();
             self.send(&ClientFrame::Subscribe { pattern, ack: Some(ack) });
         }
-        while let Some((_, envelope)) = self.offline.pop() {
-            self.stats.sent += 1;
-            self.send(&ClientFrame::Publish { envelope, ack: None });
-        }
+        self.flush();
         effects.resolve.extend(self.waiters.drain(..).map(|(resolve, _)| resolve));
     }
 

@@ -59,6 +59,25 @@ test('events forwarded by one messenger reach the other bus, decoded, with their
   mb.free();
 });
 
+test('a burst published in one task is sent most urgent first, FIFO within a priority', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const receiver = recordingBus('burst.>');
+  const mr = new Messenger(receiver.bus, { WebSocket, subscribe: ['burst.>'] });
+  const sender = new Bus();
+  const ms = new Messenger(sender, { WebSocket, forward: ['burst.>'] });
+  await Promise.all([mr.connect(bridge.wsUrl), ms.connect(bridge.wsUrl)]);
+  await routeUp(sender, 'burst.probe', receiver);
+  const priorities = [1, 9, 4, 4, 0, 8, 9, 1, 5];
+  priorities.forEach((priority, i) => sender.publish(`burst.e${i}`, i, priority));
+  await until(() => receiver.events.length === priorities.length, 5_000, 'the burst');
+  const expected = priorities.map((priority, i) => ({ priority, i }))
+    .sort((a, b) => b.priority - a.priority || a.i - b.i).map(({ i }) => i);
+  assert.deepEqual(receiver.events.map((e) => e.payload), expected);
+  ms.free();
+  mr.free();
+});
+
 test('a messenger does not deliver its own events twice when it also subscribes to them', async (t) => {
   const bridge = await startBridge();
   t.after(() => bridge.stop());
