@@ -152,7 +152,7 @@ test-edge: build-wasm
     cargo build -p swarmbus-bridge
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node examples/workerd/build.mjs
-    node --test --test-reporter=spec tests/edge.test.mjs
+    node --test --test-reporter=spec tests/edge.test.mjs tests/readme.test.mjs
 
 # Everything at once: Redis, two bridges with auth, a Chromium page and this Node
 # process with Messengers, the workerd example; then a Redis restart.
@@ -172,6 +172,30 @@ test-www: build-www
 bench-js: build-wasm
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node crates/wasm/bench/bench.mjs
+
+# 100 agents through the bridge for SECONDS: native agents (examples/agents.rs),
+# then agents in Node through the wasm package (crates/wasm/bench/agents.mjs);
+# then the in-process figure (core bus, 100 agents, no I/O, one bus per core).
+load seconds="10": build-wasm
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p swarmbus-bridge --bins --examples
+    cargo build --release -p swarmbus-core --examples
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+    bin=target/release/swarmbus-bridge
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+    wait_up() { for _ in $(seq 100); do curl -fs "http://$1/healthz" >/dev/null && return 0; sleep 0.1; done; echo "bridge $1 did not come up"; exit 1; }
+    echo "| agents | n | published/s | delivered/s | p50 ms | p99 ms | bridge drops | client drops / failed publishes | breaker transitions | bridge RSS |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    $bin --listen 127.0.0.1:18090 2>/dev/null & native=$!; pids+=($native)
+    wait_up 127.0.0.1:18090
+    target/release/examples/agents --url ws://127.0.0.1:18090/ws --agents 100 --rate 500 --seconds {{seconds}} --bridge-pid $native
+    $bin --listen 127.0.0.1:18091 2>/dev/null & node_bridge=$!; pids+=($node_bridge)
+    wait_up 127.0.0.1:18091
+    node crates/wasm/bench/agents.mjs --url ws://127.0.0.1:18091/ws --agents 100 --rate 100 --seconds {{seconds}} --bridge-pid $node_bridge
+    echo
+    target/release/examples/agents_inprocess --agents 100 --threads 2 --seconds 3
 
 # Bridge throughput and latency: the load generator (examples/load.rs) against
 # the bridge binary, embedded and through a redis-server, then the socket.io +

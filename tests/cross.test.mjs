@@ -7,24 +7,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { Bus, Messenger } from 'swarmbus/node';
-import { signToken, startBridge, until } from './support/bridge.mjs';
+import { freePort, launchChromium, signToken, startBridge, until } from './support/bridge.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECRET = 'cross-component-secret-32-bytes!';
 const PAGE_DIR = `${ROOT}target/cross-test/www/`;
-
-async function freePort() {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function token(sub, publish, subscribe) {
   return signToken(SECRET, { sub, exp: Math.floor(Date.now() / 1000) + 600, publish, subscribe });
@@ -91,6 +81,7 @@ before(async () => {
   mkdirSync(PAGE_DIR, { recursive: true });
   cpSync(`${ROOT}crates/wasm/pkg`, PAGE_DIR, { recursive: true });
   writeFileSync(`${PAGE_DIR}party.html`, PAGE);
+  cpSync(`${ROOT}examples/browser/index.html`, `${PAGE_DIR}example.html`);
   const common = ['--redis', `redis://127.0.0.1:${redisPort}`, '--auth-secret', SECRET];
   bridgeA = await startBridge([...common, '--static', PAGE_DIR]);
   bridgeB = await startBridge(common);
@@ -104,11 +95,7 @@ before(async () => {
   worker.url = `http://127.0.0.1:${port}`;
   await listening(port);
 
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage();
   page.on('pageerror', (error) => pageErrors.push(String(error)));
   page.on('console', (message) => message.type() === 'error' && pageErrors.push(message.text()));
@@ -206,5 +193,25 @@ test('after Redis restarts, every party recovers', async () => {
   assert.equal(await page.evaluate(() => window.party.state()), 'open');
   assert.equal(nodeMessenger.state, 'open');
   await checkRound('r2');
+  assert.deepEqual(pageErrors, []);
+});
+
+test('the browser example (examples/browser/index.html, the README snippet) connects and receives', async () => {
+  const example = await browser.newPage();
+  example.on('pageerror', (error) => pageErrors.push(String(error)));
+  const pageToken = token('example', ['browser.>'], ['swarm.>']);
+  await example.goto(`${bridgeA.url}/example.html?token=${pageToken}`);
+  await example.waitForFunction(() => document.getElementById('status').textContent === 'open', null, { timeout: 10_000 });
+  // Its hello reaches node (subscribed to browser.> on bridge B, through Redis).
+  await until(() => nodeReceived.some(([topic]) => topic === 'browser.hello'), 10_000, 'the example\'s hello at node');
+  // An HTTP publish on bridge B reaches the page.
+  const response = await fetch(`${bridgeB.url}/v1/publish`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token('http', ['swarm.>'], [])}` },
+    body: JSON.stringify({ topic: 'swarm.alpha.phase', payload: { phase: 'review' }, priority: 9 }),
+  });
+  assert.equal(response.status, 200, await response.text());
+  await example.waitForFunction(() => document.querySelector('#events li')?.textContent.includes('swarm.alpha.phase'), null, { timeout: 10_000 });
+  await example.close();
   assert.deepEqual(pageErrors, []);
 });

@@ -5,22 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { Bus, Messenger } from 'swarmbus/node';
-import { startBridge, until } from './support/bridge.mjs';
+import { freePort, startBridge, until } from './support/bridge.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = `${ROOT}node_modules/.bin/`;
-
-async function freePort() {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const RUNTIMES = {
   deno: (port) => [`${BIN}deno`, ['run', '--allow-net=127.0.0.1', '--allow-read', '--allow-env', 'examples/deno/main.mjs'], { PORT: String(port) }],
@@ -113,3 +104,26 @@ for (const runtime of Object.keys(RUNTIMES)) {
     assert.equal(JSON.stringify(saved).includes('open'), true, JSON.stringify(saved));
   });
 }
+
+test('the Node example (examples/node/quickstart.mjs, the README snippet) publishes through a bridge', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const bus = new Bus();
+  const received = [];
+  bus.subscribe('swarm.>', (event) => received.push(event));
+  const messenger = new Messenger(bus, { WebSocket, subscribe: ['swarm.>'] });
+  t.after(() => messenger.free());
+  await messenger.connect(bridge.wsUrl);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const child = spawn(process.execPath, ['examples/node/quickstart.mjs'], {
+    cwd: ROOT, env: { ...process.env, SWARMBUS_URL: bridge.wsUrl }, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  const code = await new Promise((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, output);
+  assert.match(output, /phase: swarm\.alpha\.phase \{ phase: 'execute', by: 'node' \}/);
+  await until(() => received.length === 1, 5_000, 'the example\'s event');
+  assert.deepEqual([received[0].topic, received[0].priority, received[0].payload],
+    ['swarm.alpha.phase', 9, { phase: 'execute', by: 'node' }]);
+});

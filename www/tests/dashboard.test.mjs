@@ -4,10 +4,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import { startBridge } from '../../tests/support/bridge.mjs';
+import { launchChromium, startBridge } from '../../tests/support/bridge.mjs';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = new URL('../../target/www-test/', import.meta.url).pathname;
 const RATE = 3000;
 
@@ -21,11 +19,7 @@ before(async () => {
     ['--rate', String(RATE), '--swarms', '2', '--flaky-secs', '8', '--phase-secs', '2'],
     { command: ['demo'] },
   );
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
   page.on('pageerror', (error) => consoleErrors.push(String(error)));

@@ -436,7 +436,10 @@ impl State {
         let full = self.queue.len() >= self.queue.capacity();
         if full && self.status == Status::Open {
             self.flush();
-        } else if full && priority.is_critical() && self.queue.depth_by_priority()[..8].iter().all(|&n| n == 0) {
+        } else if full
+            && priority.is_critical()
+            && self.queue.depth_by_priority()[..8].iter().all(|&n| n == 0)
+        {
             return Err(Error::new(
                 "QUEUE_FULL",
                 format_args!(
