@@ -127,3 +127,16 @@ test('the Node example (examples/node/quickstart.mjs, the README snippet) publis
   assert.deepEqual([received[0].topic, received[0].priority, received[0].payload],
     ['swarm.alpha.phase', 9, { phase: 'execute', by: 'node' }]);
 });
+
+test('the Messenger works on Deno\'s global WebSocket', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const child = spawn(`${BIN}deno`, ['run', '--allow-net=127.0.0.1', '--allow-read', '--allow-env', 'tests/deno/messenger.mjs'], {
+    cwd: ROOT, env: { ...process.env, SWARMBUS_URL: bridge.wsUrl }, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  const code = await new Promise((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, output);
+  assert.deepEqual(JSON.parse(output.trim().split('\n').at(-1)), ['deno.high', 'deno.low']);
+});
