@@ -88,6 +88,8 @@ pub(crate) struct BusShared {
     thrown: Thrown,
     on_error: Rc<RefCell<Option<Function>>>,
     outbound: RefCell<Option<Rc<dyn Outbound>>>,
+    /// Set when the JS `Bus` is freed: a `Messenger` still holding this state stops delivering.
+    freed: std::cell::Cell<bool>,
 }
 
 /// JS strings of recently delivered topics, so each delivery does not re-encode UTF-8.
@@ -202,6 +204,7 @@ impl Bus {
                 thrown,
                 on_error,
                 outbound: RefCell::new(None),
+                freed: std::cell::Cell::new(false),
             }),
         })
     }
@@ -380,8 +383,9 @@ impl Bus {
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        // A Messenger may outlive the bus; it stops hearing local publishes.
+        // A Messenger may outlive the bus: it stops hearing local publishes and delivering remote ones.
         self.shared.detach();
+        self.shared.freed.set(true);
     }
 }
 
@@ -417,6 +421,11 @@ impl BusShared {
         Ok(())
     }
 
+    /// True once the JS `Bus` was freed.
+    pub(crate) fn is_freed(&self) -> bool {
+        self.freed.get()
+    }
+
     /// Detaches the receiver of local publishes.
     pub(crate) fn detach(&self) {
         self.outbound.borrow_mut().take();
@@ -437,6 +446,9 @@ impl BusShared {
 
     /// Dispatches what is queued unless a drain is already running; returns the handler calls.
     pub(crate) fn drain_if_idle(&self) -> u32 {
+        if self.freed.get() {
+            return 0;
+        }
         tick();
         let calls = match self.inner.try_borrow_mut() {
             Ok(mut bus) => bus.drain(usize::MAX).calls,

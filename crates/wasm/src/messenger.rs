@@ -535,6 +535,9 @@ impl State {
             Ok(env) => env,
             Err(e) => return self.report(Error::from(e), effects),
         };
+        if self.bus.is_freed() {
+            return; // nobody can see this bus any more
+        }
         if self.sent_set.contains(&env.id) {
             self.stats.echoes += 1;
             return;

@@ -203,6 +203,24 @@ test('connect rejects with the bridge code for missing or bad tokens, and with U
   lonely.free();
 });
 
+test('a freed Bus stops hearing remote events even while its Messenger lives', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const receiver = recordingBus('f.>');
+  const mr = new Messenger(receiver.bus, { WebSocket, subscribe: ['f.>'] });
+  const sender = new Bus();
+  const ms = new Messenger(sender, { WebSocket, forward: ['f.>'] });
+  await Promise.all([mr.connect(bridge.wsUrl), ms.connect(bridge.wsUrl)]);
+  await routeUp(sender, 'f.probe', receiver);
+  receiver.bus.free();
+  sender.publish('f.after', 1);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(receiver.events.length, 0, 'no handler runs for a freed bus');
+  assert.equal(mr.stats().errors, 0);
+  ms.free();
+  mr.free();
+});
+
 test('bad arguments throw typed errors; a freed messenger throws FREED', async () => {
   const bus = new Bus();
   assert.throws(() => new Messenger(bus, { WebSocket, forward: ['a..b'] }), code('INVALID_PATTERN'));
