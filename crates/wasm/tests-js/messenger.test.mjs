@@ -2,6 +2,8 @@
 // Node 20 has no global WebSocket: the `ws` package's is passed in.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { Bus, Messenger } from 'swarmbus/node';
 import { signToken, startBridge, until } from '../../../tests/support/bridge.mjs';
@@ -218,6 +220,30 @@ test('a freed Bus stops hearing remote events even while its Messenger lives', a
   assert.equal(receiver.events.length, 0, 'no handler runs for a freed bus');
   assert.equal(mr.stats().errors, 0);
   ms.free();
+  mr.free();
+});
+
+test('without a WebSocket option the Messenger uses the global one (Node 20 --experimental-websocket)', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const receiver = recordingBus('g.>');
+  const mr = new Messenger(receiver.bus, { WebSocket, subscribe: ['g.>'] });
+  await mr.connect(bridge.wsUrl);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const script = `
+    import { Bus, Messenger } from 'swarmbus/node';
+    const bus = new Bus();
+    const m = new Messenger(bus, { forward: ['g.>'] });
+    await m.connect(${JSON.stringify(bridge.wsUrl)});
+    bus.publish('g.global', 'hi', 7);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    m.free();`;
+  const child = spawn(process.execPath, ['--experimental-websocket', '--no-warnings', '--input-type=module', '-e', script], {
+    cwd: fileURLToPath(new URL('../../../', import.meta.url)), stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  assert.equal(await new Promise((resolve) => child.on('exit', resolve)), 0);
+  await until(() => receiver.events.length === 1, 5_000, 'the event from the global WebSocket');
+  assert.deepEqual([receiver.events[0].topic, receiver.events[0].payload, receiver.events[0].priority], ['g.global', 'hi', 7]);
   mr.free();
 });
 
