@@ -1,5 +1,5 @@
 //! `just load`: N agents (native tasks, one bridge connection each through the
-//! native client) publishing the coordinator's priority mix to each other and
+//! native client; every 64th publish waits for its ack) publishing the coordinator's priority mix to each other and
 //! consuming what they are sent, for a fixed duration.
 //!
 //! Agent `a` of swarm `s = a % 4` subscribes to its inbox `swarm.{s}.agent.{a}.>`
@@ -164,7 +164,10 @@ async fn main() {
                     (format!("swarm.{swarm}.agent.{peer}.msg"), mix[rng.usize(..mix.len())])
                 };
                 let envelope = Envelope::new(u64::from(a) << 32 | n, topic, priority, 0, payload);
-                match client.publish(&envelope).await {
+                // Every 64th publish waits for its ack: at most 64 in flight per agent.
+                let sent =
+                    if n % 64 == 0 { client.publish(&envelope).await } else { client.send(&envelope).await };
+                match sent {
                     Ok(()) => totals.published.fetch_add(1, Ordering::Relaxed),
                     Err(_) => totals.failed_publishes.fetch_add(1, Ordering::Relaxed),
                 };

@@ -101,7 +101,8 @@ impl std::error::Error for ClientError {}
 enum Command {
     Subscribe(String, oneshot::Sender<Result<(), ClientError>>),
     Unsubscribe(String),
-    Publish(Vec<u8>, oneshot::Sender<Result<(), ClientError>>),
+    /// With a waiter, the publish asks for an acknowledgement.
+    Publish(Vec<u8>, Option<oneshot::Sender<Result<(), ClientError>>>),
 }
 
 /// A handle to a bridge connection; cheap to clone.
@@ -159,8 +160,16 @@ impl Client {
     /// Publishes an already encoded envelope and waits for the acknowledgement.
     pub async fn publish_bytes(&self, envelope: Vec<u8>) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Publish(envelope, tx)).await.map_err(|_| ClientError::Closed)?;
+        self.commands.send(Command::Publish(envelope, Some(tx))).await.map_err(|_| ClientError::Closed)?;
         self.answer(rx).await
+    }
+
+    /// Publishes without asking for an acknowledgement: returns once the
+    /// connection task has the envelope. A refusal by the bridge is not
+    /// reported, and a publish queued while disconnected is lost.
+    pub async fn send(&self, envelope: &Envelope) -> Result<(), ClientError> {
+        let bytes = envelope.encode().map_err(|e| ClientError::Encode(e.to_string()))?;
+        self.commands.send(Command::Publish(bytes, None)).await.map_err(|_| ClientError::Closed)
     }
 
     async fn answer(&self, rx: oneshot::Receiver<Result<(), ClientError>>) -> Result<(), ClientError> {
@@ -234,7 +243,9 @@ impl Connection {
                             self.patterns.remove(&pattern);
                         }
                         Command::Publish(_, waiter) => {
-                            let _ = waiter.send(Err(ClientError::Disconnected));
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.send(Err(ClientError::Disconnected));
+                            }
                         }
                     }
                 }
@@ -303,10 +314,11 @@ impl Connection {
                 self.patterns.remove(&pattern);
                 (ClientFrame::Unsubscribe { pattern }, None)
             }
-            Command::Publish(envelope, waiter) => {
+            Command::Publish(envelope, Some(waiter)) => {
                 let ack = self.ack_id();
                 (ClientFrame::Publish { envelope, ack: Some(ack) }, Some((ack, waiter)))
             }
+            Command::Publish(envelope, None) => (ClientFrame::Publish { envelope, ack: None }, None),
         };
         if let Some((ack, waiter)) = waiter {
             self.pending.insert(ack, waiter);

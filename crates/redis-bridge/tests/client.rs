@@ -42,6 +42,17 @@ async fn subscribe_publish_receive_and_refusals() {
     let second = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
     assert_eq!((first, second.id), (envelope(1, "swarm.alpha.task"), 3));
 
+    // Unacknowledged sends keep their order, and an acknowledged publish after them
+    // proves they were all taken.
+    for id in 10..20 {
+        publisher.send(&envelope(id, "swarm.gamma.task")).await.unwrap();
+    }
+    publisher.publish(&envelope(20, "swarm.gamma.task")).await.unwrap();
+    for id in 10..=20 {
+        let got = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+        assert_eq!(got.id, id);
+    }
+
     let refused = publisher.publish_bytes(vec![0x93, 1, 2, 3]).await.unwrap_err();
     assert!(
         matches!(refused, ClientError::Refused { ref code, .. } if code == "DECODE_ERROR"),
