@@ -1,7 +1,11 @@
 // `just bench-js`: the wasm package against JS peers, in one Node process.
 // Each case runs ROUNDS times; the table shows medians and the ratio to the peer.
 import { performance } from 'node:perf_hooks';
+import { EventEmitter as NodeEmitter } from 'node:events';
 import EventEmitter from 'eventemitter3';
+import { EventEmitter as Tseep } from 'tseep';
+import mitt from 'mitt';
+import { decode as msgpackDecode, encode as msgpackEncode } from '@msgpack/msgpack';
 import { pack, unpack } from 'msgpackr';
 import CircuitBreakerPeer from 'opossum';
 import { Bus, CircuitBreaker, encode, decode, encodeEnvelope, peekHeader } from 'swarmbus/node';
@@ -89,6 +93,11 @@ for (const n of [10, 10, 100, 1000]) { // the first 10 is JIT warm-up, not repor
   const eePeer = rate(N, () => { for (let i = 0; i < N; i++) ee.emit('swarm.alpha.task', i); });
   row('bus publishBatch + drain, priorities', ours, '10-bucket array queue', queuePeer, '≥ 5M/s');
   row('bus publishBatch + drain, priorities', ours, 'eventemitter3, 10 listeners', eePeer, '');
+  for (const [name, emitter] of [['tseep', new Tseep()], ['node:events', new NodeEmitter()], ['mitt', mitt()]]) {
+    for (let l = 0; l < 10; l++) emitter.on('swarm.alpha.task', (v) => { sum += v; });
+    const peer = rate(N, () => { for (let i = 0; i < N; i++) emitter.emit('swarm.alpha.task', i); });
+    row('bus publishBatch + drain, priorities', ours, `${name}, 10 listeners`, peer, '');
+  }
   bus.free();
 }
 
@@ -116,8 +125,11 @@ for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['2
   const ours = rate(n, () => { for (let i = 0; i < n; i++) decode(ours_bytes); });
   const jsonPeer = rate(n, () => { for (let i = 0; i < n; i++) JSON.parse(json); });
   const msgpackrPeer = rate(n, () => { for (let i = 0; i < n; i++) unpack(peer_bytes); });
+  const standardBytes = msgpackEncode(value);
+  const msgpackPeer = rate(n, () => { for (let i = 0; i < n; i++) msgpackDecode(standardBytes); });
   row(`decode ${label}`, ours, 'JSON.parse', jsonPeer, '≥ 1×');
   row(`decode ${label}`, ours, 'msgpackr unpack', msgpackrPeer, '');
+  row(`decode ${label}`, ours, '@msgpack/msgpack decode', msgpackPeer, '');
 }
 
 // 5. CircuitBreaker.run overhead vs opossum.
