@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { Bus, Messenger } from 'swarmbus/node';
@@ -22,7 +23,6 @@ function token(sub, publish, subscribe) {
 
 /** Resolves when something accepts TCP connections on `port`. */
 async function listening(port) {
-  const { connect } = await import('node:net');
   const deadline = Date.now() + 10_000;
   for (;;) {
     const ok = await new Promise((resolve) => {
