@@ -21,6 +21,8 @@ export interface MessengerOptions {
     backoffMs?: number; maxBackoffMs?: number;
     /** How long `connect()` keeps retrying before it rejects with `UNAVAILABLE` (default 10 000 ms). */
     connectTimeoutMs?: number;
+    /** Ping period while connected (default 15 000 ms); a ping unanswered by the next one means a dead connection: reconnect. 0: no pings. */
+    pingIntervalMs?: number;
     /** Dispatch remote events as they arrive (default true); otherwise call `bus.drain()`. */
     autoDrain?: boolean;
     /** The WebSocket constructor (default `globalThis.WebSocket`; on Node 20 pass the `ws` package's). */
@@ -230,7 +232,9 @@ export class Messenger {
     forward(pattern: string): void;
     /**
      * `new Messenger(bus, {forward?, subscribe?, offlineCapacity = 1024, backoffMs = 100,
-     * maxBackoffMs = 10000, connectTimeoutMs = 10000, autoDrain = true, WebSocket?, onError?, onState?})`.
+     * maxBackoffMs = 10000, connectTimeoutMs = 10000, pingIntervalMs = 15000, autoDrain = true, WebSocket?,
+     * onError?, onState?})`. A ping unanswered for `pingIntervalMs` counts as a dead
+     * connection and reconnects (0 turns pings off).
      * `forward`: patterns of local publishes sent to the bridge; `subscribe`: patterns
      * of remote events delivered into `bus`. `WebSocket` is the constructor to use
      * (default `globalThis.WebSocket`; pass the `ws` package's on Node 20).

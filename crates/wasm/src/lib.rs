@@ -56,6 +56,8 @@ export interface MessengerOptions {
   backoffMs?: number; maxBackoffMs?: number;
   /** How long `connect()` keeps retrying before it rejects with `UNAVAILABLE` (default 10 000 ms). */
   connectTimeoutMs?: number;
+  /** Ping period while connected (default 15 000 ms); a ping unanswered by the next one means a dead connection: reconnect. 0: no pings. */
+  pingIntervalMs?: number;
   /** Dispatch remote events as they arrive (default true); otherwise call `bus.drain()`. */
   autoDrain?: boolean;
   /** The WebSocket constructor (default `globalThis.WebSocket`; on Node 20 pass the `ws` package's). */

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 
-use gloo_timers::callback::Timeout;
+use gloo_timers::callback::{Interval, Timeout};
 use js_sys::{Function, Promise, Uint8Array};
 use serde::Deserialize;
 use swarmbus_core::bus::PublishOptions;
@@ -40,6 +40,7 @@ struct MessengerOptions {
     backoff_ms: Option<u32>,
     max_backoff_ms: Option<u32>,
     connect_timeout_ms: Option<f64>,
+    ping_interval_ms: Option<u32>,
     auto_drain: Option<bool>,
     #[serde(rename = "WebSocket", with = "serde_wasm_bindgen::preserve")]
     web_socket: JsValue,
@@ -116,6 +117,13 @@ struct State {
     retired: Vec<Socket>,
     timer: Option<Timeout>,
     fired_timer: Option<Timeout>,
+    /// Pings the bridge while connected; a ping unanswered by the next tick means a dead connection.
+    pinger: Option<Interval>,
+    /// A stopped pinger whose callback may be running; dropped at the next stop.
+    stopped_pinger: Option<Interval>,
+    ping_interval_ms: u32,
+    /// The nonce of the ping not answered yet.
+    awaiting_pong: Option<u64>,
     attempt: u32,
     remote: BTreeMap<String, ()>,
     forward: Router,
@@ -191,7 +199,9 @@ pub struct Messenger {
 #[wasm_bindgen]
 impl Messenger {
     /// `new Messenger(bus, {forward?, subscribe?, offlineCapacity = 1024, backoffMs = 100,
-    /// maxBackoffMs = 10000, connectTimeoutMs = 10000, autoDrain = true, WebSocket?, onError?, onState?})`.
+    /// maxBackoffMs = 10000, connectTimeoutMs = 10000, pingIntervalMs = 15000, autoDrain = true, WebSocket?,
+    /// onError?, onState?})`. A ping unanswered for `pingIntervalMs` counts as a dead
+    /// connection and reconnects (0 turns pings off).
     /// `forward`: patterns of local publishes sent to the bridge; `subscribe`: patterns
     /// of remote events delivered into `bus`. `WebSocket` is the constructor to use
     /// (default `globalThis.WebSocket`; pass the `ws` package's on Node 20).
@@ -221,6 +231,10 @@ impl Messenger {
             retired: Vec::new(),
             timer: None,
             fired_timer: None,
+            pinger: None,
+            stopped_pinger: None,
+            ping_interval_ms: options.ping_interval_ms.unwrap_or(15_000),
+            awaiting_pong: None,
             attempt: 0,
             remote: BTreeMap::new(),
             forward: Router::new(),
@@ -480,6 +494,27 @@ impl State {
         }
     }
 
+    fn start_pinger(&mut self) {
+        self.awaiting_pong = None;
+        if self.ping_interval_ms == 0 || self.pinger.is_some() {
+            return;
+        }
+        let me = self.me.clone();
+        self.pinger = Some(Interval::new(self.ping_interval_ms, move || {
+            if let Some(shared) = me.upgrade() {
+                let effects = ping_tick(&shared);
+                effects.run(&shared);
+            }
+        }));
+    }
+
+    fn stop_pinger(&mut self) {
+        self.awaiting_pong = None;
+        if let Some(pinger) = self.pinger.take() {
+            self.stopped_pinger = Some(pinger);
+        }
+    }
+
     /// Keeps a replaced socket (its callback may be running) until two more are replaced.
     fn retire(&mut self, socket: Socket) {
         socket.detach();
@@ -503,6 +538,7 @@ impl State {
     fn shut(&mut self, reason: &str) -> Effects {
         let mut effects = Effects::default();
         self.timer = None;
+        self.stop_pinger();
         if let Some(socket) = self.socket.take() {
             socket.detach();
             let _ = socket.ws.close_with_code_and_reason(1000, reason);
@@ -520,6 +556,7 @@ impl State {
     fn on_welcome(&mut self, effects: &mut Effects) {
         self.attempt = 0;
         self.first_deadline = None;
+        self.start_pinger();
         self.set_status(Status::Open, effects);
         let patterns: Vec<String> = self.remote.keys().cloned().collect();
         for pattern in patterns {
@@ -711,14 +748,41 @@ fn handle_frame(shared: &Rc<RefCell<State>>, bytes: &[u8]) -> Effects {
             s.stats.errors += 1;
             effects.errors.push(error);
         }
-        ServerFrame::Ack { .. } | ServerFrame::Pong { .. } => {}
+        ServerFrame::Pong { nonce } => {
+            if s.awaiting_pong == Some(nonce) {
+                s.awaiting_pong = None;
+            }
+        }
+        ServerFrame::Ack { .. } => {}
     }
     effects
+}
+
+/// One pinger tick: a ping still unanswered means the connection is dead
+/// (closed here and reconnected); otherwise send the next ping.
+fn ping_tick(shared: &Rc<RefCell<State>>) -> Effects {
+    {
+        let mut s = shared.borrow_mut();
+        if s.status != Status::Open {
+            return Effects::default();
+        }
+        if s.awaiting_pong.is_none() {
+            let nonce = s.take_ack();
+            s.awaiting_pong = Some(nonce);
+            s.send(&ClientFrame::Ping { nonce });
+            return Effects::default();
+        }
+        if let Some(socket) = &s.socket {
+            let _ = socket.ws.close_with_code_and_reason(4000, "no pong from the bridge");
+        }
+    }
+    handle_close(shared, 4000)
 }
 
 fn handle_close(shared: &Rc<RefCell<State>>, code: u16) -> Effects {
     let mut effects = Effects::default();
     let mut s = shared.borrow_mut();
+    s.stop_pinger();
     if let Some(old) = s.socket.take() {
         s.retire(old);
     }

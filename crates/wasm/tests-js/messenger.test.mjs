@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
+import { pack, unpack } from 'msgpackr';
+import { WebSocket, WebSocketServer } from 'ws';
 import { Bus, Messenger } from 'swarmbus/node';
 import { signToken, startBridge, until } from '../../../tests/support/bridge.mjs';
 
@@ -245,6 +246,36 @@ test('without a WebSocket option the Messenger uses the global one (Node 20 --ex
   await until(() => receiver.events.length === 1, 5_000, 'the event from the global WebSocket');
   assert.deepEqual([receiver.events[0].topic, receiver.events[0].payload, receiver.events[0].priority], ['g.global', 'hi', 7]);
   mr.free();
+});
+
+test('pings keep a live connection; a bridge that stops answering is dropped and reconnected', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const live = new Messenger(new Bus(), { WebSocket, pingIntervalMs: 30 });
+  await live.connect(bridge.wsUrl);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(live.state, 'open');
+  assert.equal(live.stats().reconnects, 0, 'the real bridge answers every ping');
+  live.free();
+
+  // A fake bridge that welcomes but never answers pings (a half-dead peer).
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((resolve) => server.once('listening', resolve));
+  t.after(() => server.close());
+  let connections = 0;
+  server.on('connection', (socket) => {
+    connections += 1;
+    socket.on('message', (data) => {
+      if (unpack(data).t === 'hello') socket.send(pack({ t: 'welcome', v: 1, session: connections }));
+    });
+  });
+  const states = [];
+  const m = new Messenger(new Bus(), { WebSocket, pingIntervalMs: 40, backoffMs: 10, maxBackoffMs: 20, onState: (s) => states.push(s) });
+  await m.connect(`ws://127.0.0.1:${server.address().port}/ws`);
+  await until(() => connections >= 2 && m.state === 'open', 5_000, 'a reconnect after missing pongs');
+  assert.ok(m.stats().reconnects >= 1);
+  assert.ok(states.includes('reconnecting'), states.join());
+  m.free();
 });
 
 test('bad arguments throw typed errors; a freed messenger throws FREED', async () => {
