@@ -13,11 +13,14 @@
 //!
 //! `cargo run --release -p swarmbus-bridge --example agents -- --url ws://127.0.0.1:8080/ws --bridge-pid PID`
 
+#[path = "support/mod.rs"]
+mod support;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use support::{now_micros, rss_kib};
 use swarmbus_bridge::client::{Client, ClientOptions};
 use swarmbus_core::{BreakerConfig, CircuitBreaker, Envelope, Priority};
 
@@ -44,19 +47,6 @@ struct Args {
 const SWARMS: u32 = 4;
 /// Priorities of the mix, one entry per 1 % (phase broadcasts are the extra 1 %).
 const MIX: [(u8, usize); 9] = [(8, 4), (7, 3), (6, 10), (5, 12), (4, 12), (3, 12), (2, 12), (1, 12), (0, 23)];
-
-fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// `swarmbus_dropped_total` by priority, summed over reasons.
 async fn bridge_drops(ws_url: &str) -> [u64; 10] {

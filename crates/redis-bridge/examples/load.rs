@@ -4,12 +4,15 @@
 //!
 //! `cargo run --release -p swarmbus-bridge --example load -- --url ws://127.0.0.1:8080/ws --publishers 4 --subscribers 4 --seconds 5`
 
+#[path = "support/mod.rs"]
+mod support;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
+use support::{now_micros, rss_kib};
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
 use swarmbus_core::{envelope, Envelope, Priority};
 use tokio_tungstenite::connect_async_with_config;
@@ -42,16 +45,6 @@ struct Args {
     /// Process id of the bridge, for `--idle`.
     #[arg(long)]
     bridge_pid: Option<u32>,
-}
-
-/// Resident memory of a process in KiB (Linux).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Opens `count` connections that say hello and subscribe, then measures the bridge.
@@ -92,10 +85,6 @@ async fn idle(url: &str, count: usize, pid: u32) {
 
 /// Publishes in flight per publisher at full speed.
 const WINDOW: u64 = 256;
-
-fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
 
 async fn connect(
     url: &str,

@@ -314,12 +314,7 @@ impl Bus {
     pub fn drain(&self, max: Option<f64>) -> Result<u32> {
         tick();
         let max = max.map_or(usize::MAX, |m| if m.is_finite() && m >= 0.0 { m as usize } else { usize::MAX });
-        let calls = {
-            let mut bus = self.shared.inner.try_borrow_mut().map_err(|_| busy("drain"))?;
-            bus.drain(max).calls
-        };
-        self.shared.flush_pending();
-        Ok(calls as u32)
+        self.shared.drain_up_to(max).ok_or_else(|| busy("drain"))
     }
 
     /// Sets (or clears, with `null`) the callback that hears handler errors.
@@ -450,12 +445,15 @@ impl BusShared {
             return 0;
         }
         tick();
-        let calls = match self.inner.try_borrow_mut() {
-            Ok(mut bus) => bus.drain(usize::MAX).calls,
-            Err(_) => return 0,
-        };
+        self.drain_up_to(usize::MAX).unwrap_or(0)
+    }
+
+    /// Dispatches up to `max` queued events, then queues what handlers published;
+    /// returns the handler calls, or `None` when a drain is already running.
+    fn drain_up_to(&self, max: usize) -> Option<u32> {
+        let calls = self.inner.try_borrow_mut().ok()?.drain(max).calls;
         self.flush_pending();
-        calls as u32
+        Some(calls as u32)
     }
 
     fn publish_with_id(
