@@ -394,7 +394,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         let end =
             self.pos.checked_add(n).filter(|&end| end <= self.buf.len()).ok_or(CodecError::Truncated)?;
         let out = &self.buf[self.pos..end];
@@ -402,11 +402,11 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn be(&mut self, n: usize) -> Result<u64, CodecError> {
+    pub(crate) fn be(&mut self, n: usize) -> Result<u64, CodecError> {
         Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | b as u64))
     }
 
-    fn marker(&mut self) -> Result<Marker, CodecError> {
+    pub(crate) fn marker(&mut self) -> Result<Marker, CodecError> {
         Ok(Marker::from_u8(self.take(1)?[0]))
     }
 

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod envelope;
 pub mod error;
 pub mod metrics;
+pub mod msgpack_json;
 pub mod patch;
 pub mod priority;
 #[cfg(feature = "std")]

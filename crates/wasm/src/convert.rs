@@ -42,7 +42,7 @@ pub fn options_or_default<T: DeserializeOwned + Default>(value: JsValue) -> Resu
 }
 
 /// Largest integer a JS `number` holds exactly (2^53 − 1).
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+pub use swarmbus_core::msgpack_json::MAX_SAFE_INTEGER;
 
 /// A `u64` as a `number` when it is safe, else as a `BigInt`.
 pub fn u64_to_js(n: u64) -> JsValue {

@@ -21,6 +21,23 @@ test('encode/decode round-trip JSON values as plain objects', () => {
   assert.equal(JSON.stringify(back), JSON.stringify(value));
 });
 
+test('decode keeps quotes, backslashes, control characters and floats exactly', () => {
+  const value = {
+    'k"\\\n': 'a"b\\c\n\r\t\u0001\u001f\u2028 end',
+    floats: [0.1, 1e300, 5e-324, 123456.789, -2.5e-7],
+    ints: [0, -1, 127, -33, 65536, -(2 ** 31), 2 ** 53 - 1, -(2 ** 53 - 1)],
+    deep: { x: [{ y: 'z' }, []] },
+  };
+  const back = decode(encode(value));
+  assert.deepStrictEqual(back, value);
+  // A value JSON cannot carry takes the exact path for the whole value.
+  const mixed = { before: ['x', 1.5], bin: new Uint8Array([7]), after: { s: 'q"' } };
+  const out = decode(encode(mixed));
+  assert.deepStrictEqual(out.before, mixed.before);
+  assert.deepStrictEqual([...out.bin], [7]);
+  assert.deepStrictEqual(out.after, mixed.after);
+});
+
 test('binary is Uint8Array, integers beyond 2^53 are BigInt', () => {
   const value = { bin: new Uint8Array([0, 1, 255]), big: 2n ** 60n, neg: -(2n ** 60n), safe: 2 ** 53 - 1 };
   const back = decode(encode(value));
@@ -35,6 +52,8 @@ test('decode rejects garbage with DECODE_ERROR', () => {
   for (const bytes of [[0xc1], [0x92, 0x01], [0xdd, 0xff, 0xff, 0xff, 0xff], [0x01, 0x02], []]) {
     assert.throws(() => decode(new Uint8Array(bytes)), code('DECODE_ERROR'), String(bytes));
   }
+  assert.throws(() => decode(new Uint8Array([0x92, 0x01])), /ends inside a value/);
+  assert.throws(() => decode(new Uint8Array([0x01, 0x02])), /1 bytes after the end of the value/);
   let nested = 1;
   for (let i = 0; i < 200; i++) nested = [nested];
   assert.throws(() => decode(encode(nested)), code('DECODE_ERROR'), 'depth limit');

@@ -1,0 +1,340 @@
+//! MessagePack to JSON text in one pass, for values JSON represents exactly.
+//!
+//! The wasm package's `decode` hands this text to the engine's `JSON.parse`,
+//! which builds JS objects faster than any property-by-property path across
+//! the wasm boundary. Values JSON cannot carry exactly (binary, extension
+//! types, integers beyond ±2^53, non-finite floats, non-string map keys,
+//! strings that are not UTF-8) stop the pass with [`ToJsonError::NotJson`] so
+//! the caller can take a slower, exact path.
+
+use alloc::string::String;
+
+use rmp::Marker;
+
+use crate::envelope::Reader;
+use crate::error::CodecError;
+
+/// Largest integer magnitude a JSON number carries exactly into a JS `number` (2^53 − 1).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Why a MessagePack value was not written as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToJsonError {
+    /// The bytes are valid MessagePack but hold something JSON cannot represent exactly.
+    NotJson(&'static str),
+    /// The bytes are not one valid MessagePack value (or nest deeper than allowed).
+    Invalid(CodecError),
+}
+
+impl From<CodecError> for ToJsonError {
+    fn from(e: CodecError) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+/// Appends the JSON text of the single MessagePack value in `bytes` to `out`.
+///
+/// Arrays and maps nest at most `max_depth` levels. On error, `out` holds a
+/// partial text the caller should discard.
+///
+/// ```
+/// use swarmbus_core::msgpack_json::to_json;
+/// // {"a": [1, -2.5, null, "é\""]}
+/// let bytes = [0x81, 0xa1, b'a', 0x94, 0x01, 0xcb, 0xc0, 0x04, 0, 0, 0, 0, 0, 0, 0xc0, 0xa3, 0xc3, 0xa9, b'"'];
+/// let mut json = String::new();
+/// to_json(&bytes, 128, &mut json).unwrap();
+/// assert_eq!(json, r#"{"a":[1,-2.5,null,"é\""]}"#);
+/// ```
+pub fn to_json(bytes: &[u8], max_depth: usize, out: &mut String) -> Result<(), ToJsonError> {
+    let mut reader = Reader::new(bytes);
+    let mut writer = Writer { out, floats: zmij::Buffer::new(), ints: itoa::Buffer::new() };
+    writer.value(&mut reader, max_depth)?;
+    match reader.remaining() {
+        0 => Ok(()),
+        extra => Err(CodecError::TrailingBytes(extra).into()),
+    }
+}
+
+struct Writer<'o> {
+    out: &'o mut String,
+    floats: zmij::Buffer,
+    ints: itoa::Buffer,
+}
+
+impl Writer<'_> {
+    fn value(&mut self, r: &mut Reader<'_>, depth: usize) -> Result<(), ToJsonError> {
+        match r.marker()? {
+            Marker::Null => self.out.push_str("null"),
+            Marker::True => self.out.push_str("true"),
+            Marker::False => self.out.push_str("false"),
+            Marker::FixPos(n) => self.uint(n.into())?,
+            Marker::FixNeg(n) => self.int(n.into())?,
+            Marker::U8 => self.uint(r.be(1)?)?,
+            Marker::U16 => self.uint(r.be(2)?)?,
+            Marker::U32 => self.uint(r.be(4)?)?,
+            Marker::U64 => self.uint(r.be(8)?)?,
+            Marker::I8 => self.int(r.be(1)? as u8 as i8 as i64)?,
+            Marker::I16 => self.int(r.be(2)? as u16 as i16 as i64)?,
+            Marker::I32 => self.int(r.be(4)? as u32 as i32 as i64)?,
+            Marker::I64 => self.int(r.be(8)? as i64)?,
+            Marker::F32 => self.float(f32::from_bits(r.be(4)? as u32))?,
+            Marker::F64 => self.float(f64::from_bits(r.be(8)?))?,
+            Marker::FixStr(n) => self.string(r, n.into())?,
+            Marker::Str8 => self.string_with_len(r, 1)?,
+            Marker::Str16 => self.string_with_len(r, 2)?,
+            Marker::Str32 => self.string_with_len(r, 4)?,
+            Marker::FixArray(n) => self.array(r, n.into(), depth)?,
+            Marker::Array16 => self.array_with_len(r, 2, depth)?,
+            Marker::Array32 => self.array_with_len(r, 4, depth)?,
+            Marker::FixMap(n) => self.map(r, n.into(), depth)?,
+            Marker::Map16 => self.map_with_len(r, 2, depth)?,
+            Marker::Map32 => self.map_with_len(r, 4, depth)?,
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => return Err(ToJsonError::NotJson("binary")),
+            Marker::FixExt1
+            | Marker::FixExt2
+            | Marker::FixExt4
+            | Marker::FixExt8
+            | Marker::FixExt16
+            | Marker::Ext8
+            | Marker::Ext16
+            | Marker::Ext32 => return Err(ToJsonError::NotJson("extension type")),
+            Marker::Reserved => return Err(CodecError::UnexpectedType { field: "value" }.into()),
+        }
+        Ok(())
+    }
+
+    fn uint(&mut self, n: u64) -> Result<(), ToJsonError> {
+        if n > MAX_SAFE_INTEGER {
+            return Err(ToJsonError::NotJson("integer beyond 2^53"));
+        }
+        self.out.push_str(self.ints.format(n));
+        Ok(())
+    }
+
+    fn int(&mut self, n: i64) -> Result<(), ToJsonError> {
+        if n.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(ToJsonError::NotJson("integer beyond 2^53"));
+        }
+        self.out.push_str(self.ints.format(n));
+        Ok(())
+    }
+
+    fn float<F: zmij::Float + IsFinite>(&mut self, f: F) -> Result<(), ToJsonError> {
+        if !f.finite() {
+            return Err(ToJsonError::NotJson("non-finite float"));
+        }
+        self.out.push_str(self.floats.format_finite(f));
+        Ok(())
+    }
+
+    fn string_with_len(&mut self, r: &mut Reader<'_>, width: usize) -> Result<(), ToJsonError> {
+        let len = r.be(width)?;
+        self.string(r, len)
+    }
+
+    fn string(&mut self, r: &mut Reader<'_>, len: u64) -> Result<(), ToJsonError> {
+        let bytes = r.take(usize::try_from(len).map_err(|_| CodecError::Truncated)?)?;
+        let text = core::str::from_utf8(bytes).map_err(|_| ToJsonError::NotJson("string is not UTF-8"))?;
+        self.out.reserve(text.len() + 2);
+        self.out.push('"');
+        if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+            self.out.push_str(text);
+            self.out.push('"');
+            return Ok(());
+        }
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            self.out.push_str(&text[start..i]);
+            if escape.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                self.out.push_str("\\u00");
+                self.out.push(HEX[usize::from(b >> 4)] as char);
+                self.out.push(HEX[usize::from(b & 0xf)] as char);
+            } else {
+                self.out.push_str(escape);
+            }
+            start = i + 1;
+        }
+        self.out.push_str(&text[start..]);
+        self.out.push('"');
+        Ok(())
+    }
+
+    fn array_with_len(&mut self, r: &mut Reader<'_>, width: usize, depth: usize) -> Result<(), ToJsonError> {
+        let len = r.be(width)?;
+        self.array(r, len, depth)
+    }
+
+    fn array(&mut self, r: &mut Reader<'_>, len: u64, depth: usize) -> Result<(), ToJsonError> {
+        let depth = nested(depth)?;
+        self.out.push('[');
+        for i in 0..len {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.value(r, depth)?;
+        }
+        self.out.push(']');
+        Ok(())
+    }
+
+    fn map_with_len(&mut self, r: &mut Reader<'_>, width: usize, depth: usize) -> Result<(), ToJsonError> {
+        let len = r.be(width)?;
+        self.map(r, len, depth)
+    }
+
+    fn map(&mut self, r: &mut Reader<'_>, len: u64, depth: usize) -> Result<(), ToJsonError> {
+        let depth = nested(depth)?;
+        self.out.push('{');
+        for i in 0..len {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let key_len = match r.marker()? {
+                Marker::FixStr(n) => n.into(),
+                Marker::Str8 => r.be(1)?,
+                Marker::Str16 => r.be(2)?,
+                Marker::Str32 => r.be(4)?,
+                _ => return Err(ToJsonError::NotJson("map key is not a string")),
+            };
+            self.string(r, key_len)?;
+            self.out.push(':');
+            self.value(r, depth)?;
+        }
+        self.out.push('}');
+        Ok(())
+    }
+}
+
+fn nested(depth: usize) -> Result<usize, ToJsonError> {
+    depth.checked_sub(1).ok_or(ToJsonError::Invalid(CodecError::UnexpectedType { field: "nesting" }))
+}
+
+/// `is_finite` for the two float widths MessagePack carries.
+trait IsFinite {
+    fn finite(&self) -> bool;
+}
+
+impl IsFinite for f32 {
+    fn finite(&self) -> bool {
+        self.is_finite()
+    }
+}
+
+impl IsFinite for f64 {
+    fn finite(&self) -> bool {
+        self.is_finite()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn transcode(bytes: &[u8]) -> Result<String, ToJsonError> {
+        let mut out = String::new();
+        to_json(bytes, 128, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn json_values_round_trip_through_rmp_serde() {
+        let value = json!({
+            "s": "quote \" backslash \\ nl \n tab \t ctl \u{1} é 𝄞",
+            "n": [0, 1, -1, 127, 128, -33, 65535, -70000, 9007199254740991_i64, -9007199254740991_i64],
+            "f": [0.5, -2.25, 1e300, 1.0e-7],
+            "b": [true, false, null],
+            "o": {"nested": {"deep": []}, "": {}}
+        });
+        let bytes = rmp_serde::to_vec_named(&value).unwrap();
+        let text = transcode(&bytes).unwrap();
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn what_json_cannot_carry_is_not_json() {
+        let cases: [(&[u8], &str); 7] = [
+            (&[0xc4, 0x01, 0xff], "binary"),
+            (&[0xd4, 0x01, 0x00], "extension type"),
+            (&[0xcf, 0, 0x20, 0, 0, 0, 0, 0, 0], "integer beyond 2^53"),
+            (&[0xd3, 0xff, 0xdf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], "integer beyond 2^53"),
+            (&[0xcb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0], "non-finite float"),
+            (&[0x81, 0x01, 0x02], "map key is not a string"),
+            (&[0xa1, 0xff], "string is not UTF-8"),
+        ];
+        for (bytes, why) in cases {
+            assert_eq!(transcode(bytes), Err(ToJsonError::NotJson(why)), "{bytes:x?}");
+        }
+    }
+
+    #[test]
+    fn invalid_input_is_a_codec_error() {
+        assert_eq!(transcode(&[]), Err(ToJsonError::Invalid(CodecError::Truncated)));
+        assert_eq!(transcode(&[0x92, 0x01]), Err(ToJsonError::Invalid(CodecError::Truncated)));
+        assert_eq!(
+            transcode(&[0xc1]),
+            Err(ToJsonError::Invalid(CodecError::UnexpectedType { field: "value" }))
+        );
+        assert_eq!(transcode(&[0x01, 0x02]), Err(ToJsonError::Invalid(CodecError::TrailingBytes(1))));
+        assert_eq!(
+            transcode(&[0xdd, 0xff, 0xff, 0xff, 0xff]),
+            Err(ToJsonError::Invalid(CodecError::Truncated))
+        );
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let deep: Vec<u8> = core::iter::repeat_n(0x91u8, 200).chain([0xc0]).collect();
+        let mut out = String::new();
+        assert_eq!(
+            to_json(&deep, 128, &mut out),
+            Err(ToJsonError::Invalid(CodecError::UnexpectedType { field: "nesting" }))
+        );
+        out.clear();
+        assert!(to_json(&deep, 201, &mut out).is_ok());
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-(MAX_SAFE_INTEGER as i64)..=MAX_SAFE_INTEGER as i64).prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_value_round_trips(value in json_value()) {
+            let bytes = rmp_serde::to_vec_named(&value).unwrap();
+            let text = transcode(&bytes).unwrap();
+            let back: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(back, value);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = transcode(&bytes);
+        }
+    }
+}
