@@ -383,7 +383,9 @@ export function encodeEnvelope(input: EnvelopeInput): Uint8Array;
 export function memoryStats(): MemoryStats;
 
 /**
- * Reads `{id, topic, priority}` without decoding the rest of the envelope.
+ * Reads `{id, topic, priority}` without decoding the rest of the envelope:
+ * only the envelope's first bytes cross into wasm, so the cost does not grow
+ * with the payload.
  */
 export function peekHeader(bytes: Uint8Array | number[]): EnvelopeHeader;
 

@@ -101,16 +101,17 @@ for (const n of [10, 10, 100, 1000]) { // the first 10 is JIT warm-up, not repor
   bus.free();
 }
 
-// 3. Header-only routing of binary envelopes vs JSON.parse to read the topic.
-{
-  const N = 5_000;
-  const body = { agent: 'agent-7', data: 'x'.repeat(900) };
+// 3. Header-only routing of binary envelopes vs JSON.parse to read the topic,
+// at several message sizes: peekHeader reads a fixed-size prefix, JSON.parse the whole text.
+for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['64 KB', 65536]]) {
+  const body = { agent: 'agent-7', data: 'x'.repeat(Math.max(0, size - 80)) };
   const envelopes = Array.from({ length: 16 }, (_, i) => encodeEnvelope({ topic: `swarm.s${i}.task`, priority: 6, payload: body }));
   const jsons = Array.from({ length: 16 }, (_, i) => JSON.stringify({ topic: `swarm.s${i}.task`, priority: 6, payload: body }));
+  const N = Math.max(200, Math.round(5_000_000 / size));
   let seen = 0;
   const ours = rate(N, () => { for (let i = 0; i < N; i++) seen += peekHeader(envelopes[i & 15]).priority; });
   const peer = rate(N, () => { for (let i = 0; i < N; i++) seen += JSON.parse(jsons[i & 15]).priority; });
-  row('route 1 KB message by header (peekHeader)', ours, 'JSON.parse', peer, '≥ 40×');
+  row(`route a ${label} message by header (peekHeader)`, ours, 'JSON.parse', peer, '≥ 40×');
 }
 
 // 4. Full decode vs JSON.parse and msgpackr.

@@ -21,10 +21,16 @@ for (const className of CLASSES) {
     const descriptor = Object.getOwnPropertyDescriptor(proto, member);
     if (typeof descriptor.value === 'function') {
       const method = descriptor.value;
-      descriptor.value = function (...args) {
-        if (!this.__wbg_ptr) throw freed(className, member);
-        return method.apply(this, args);
-      };
+      // Fixed arity where it fits: no rest array per call on hot methods like Bus.publish.
+      descriptor.value = method.length <= 3
+        ? function (a, b, c) {
+          if (!this.__wbg_ptr) throw freed(className, member);
+          return method.call(this, a, b, c);
+        }
+        : function (...args) {
+          if (!this.__wbg_ptr) throw freed(className, member);
+          return method.apply(this, args);
+        };
     } else {
       for (const accessor of ['get', 'set']) {
         const original = descriptor[accessor];

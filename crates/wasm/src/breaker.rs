@@ -126,10 +126,14 @@ impl CircuitBreaker {
     /// Restores a breaker saved with `toJSON()` (the object, or its JSON string).
     #[wasm_bindgen(js_name = fromJSON)]
     pub fn from_json(saved: JsValue) -> Result<CircuitBreaker> {
-        let breaker: CoreBreaker = match saved.as_string() {
-            Some(text) => serde_json::from_str(&text).map_err(Error::decode)?,
-            None => from_js(saved).map_err(|e| Error::decode(e.message))?,
+        // A string goes through the engine's JSON.parse, not a second JSON parser in wasm.
+        let saved = match saved.as_string() {
+            Some(text) => js_sys::JSON::parse(&text).map_err(|e| {
+                Error::decode(format_args!("invalid JSON: {}", crate::bus::error_message(&e)))
+            })?,
+            None => saved,
         };
+        let breaker: CoreBreaker = from_js(saved).map_err(|e| Error::decode(e.message))?;
         Ok(Self { inner: Rc::new(RefCell::new(breaker)) })
     }
 }

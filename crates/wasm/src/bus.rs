@@ -302,7 +302,7 @@ impl Bus {
     pub fn publish_envelope(&self, bytes: Uint8Array) -> Result<f64> {
         tick();
         let (topic, priority, id) =
-            crate::codec::with_header(&bytes, |h| Ok((h.topic.to_owned(), h.priority, h.id)))?;
+            crate::codec::with_header(bytes.as_ref(), |h| Ok((h.topic.to_owned(), h.priority, h.id)))?;
         if let Some(outbound) = self.shared.outbound() {
             outbound.local_envelope(&bytes.to_vec())?;
         }

@@ -141,11 +141,16 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue> {
     Ok(out.into())
 }
 
-/// Reads `{id, topic, priority}` without decoding the rest of the envelope.
+/// Reads `{id, topic, priority}` without decoding the rest of the envelope:
+/// only the envelope's first bytes cross into wasm, so the cost does not grow
+/// with the payload.
 #[wasm_bindgen(js_name = peekHeader, unchecked_return_type = "EnvelopeHeader")]
-pub fn peek_header(bytes: &[u8]) -> Result<JsValue> {
-    let header = envelope::peek_header(bytes)?;
-    Ok(make_header(&u64_to_js(header.id), &topic_string(header.topic), header.priority.get()))
+pub fn peek_header(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | number[]")] bytes: JsValue,
+) -> Result<JsValue> {
+    with_header(&bytes, |header| {
+        Ok(make_header(&u64_to_js(header.id), &topic_string(header.topic), header.priority.get()))
+    })
 }
 
 thread_local! {
@@ -171,29 +176,46 @@ pub(crate) fn topic_string(topic: &str) -> JsValue {
     })
 }
 
-/// Reads an envelope's header from a JS byte array, copying only its first
-/// bytes into wasm memory (the whole array only when the header is longer).
-pub(crate) fn with_header<T>(
-    bytes: &Uint8Array,
-    f: impl FnOnce(envelope::Header<'_>) -> Result<T>,
-) -> Result<T> {
-    const PREFIX: u32 = 512;
-    let len = bytes.length();
-    let mut prefix = [0u8; PREFIX as usize];
-    let n = len.min(PREFIX);
-    bytes.subarray(0, n).copy_to(&mut prefix[..n as usize]);
-    match envelope::peek_header(&prefix[..n as usize]) {
-        Ok(header) => f(header),
-        Err(swarmbus_core::CodecError::Truncated) if n < len => f(envelope::peek_header(&bytes.to_vec())?),
-        Err(e) => Err(e.into()),
-    }
+thread_local! {
+    /// This module's `WebAssembly.Memory`, for `copy_prefix`.
+    static MEMORY: JsValue = wasm_bindgen::memory();
 }
 
-#[wasm_bindgen(
-    inline_js = "export function make_header(id, topic, priority) { return { id, topic, priority }; }"
-)]
+/// Reads an envelope's header from a JS `Uint8Array` (or array of numbers),
+/// copying only its first bytes into wasm memory, in one call.
+pub(crate) fn with_header<T>(
+    bytes: &JsValue,
+    f: impl FnOnce(envelope::Header<'_>) -> Result<T>,
+) -> Result<T> {
+    // A header is at most 1 + 1 + 9 + 5 + MAX_TOPIC_LEN + 1 bytes, so the prefix always holds it.
+    const PREFIX: usize = 512;
+    const _: () = assert!(PREFIX >= 17 + swarmbus_core::topic::MAX_TOPIC_LEN);
+    let mut prefix = [0u8; PREFIX];
+    let len = MEMORY.with(|memory| copy_prefix(bytes, memory, prefix.as_mut_ptr() as usize, PREFIX));
+    if len < 0.0 {
+        return Err(Error::invalid("envelope bytes must be a Uint8Array"));
+    }
+    f(envelope::peek_header(&prefix[..(len as usize).min(PREFIX)])?)
+}
+
+#[wasm_bindgen(inline_js = "
+export function make_header(id, topic, priority) { return { id, topic, priority }; }
+export function copy_prefix(bytes, memory, ptr, max) {
+  if (!(bytes instanceof Uint8Array)) {
+    if (!Array.isArray(bytes)) return -1;
+    bytes = Uint8Array.from(bytes);
+  }
+  const len = bytes.length;
+  const n = len < max ? len : max;
+  new Uint8Array(memory.buffer, ptr, n).set(n === len ? bytes : bytes.subarray(0, n));
+  return len;
+}
+")]
 extern "C" {
     fn make_header(id: &JsValue, topic: &JsValue, priority: u8) -> JsValue;
+    /// Copies the first `max` bytes of `bytes` to `ptr` in wasm memory; returns
+    /// the full length, or -1 when `bytes` is neither a `Uint8Array` nor an array.
+    fn copy_prefix(bytes: &JsValue, memory: &JsValue, ptr: usize, max: usize) -> f64;
 }
 
 /// Sets a property on an object this module just created (cannot fail).

@@ -78,6 +78,13 @@ test('envelopes: encode, decode, peek header', () => {
   assert.throws(() => encodeEnvelope({ topic: 'a', payload: new Uint8Array(2 * 1024 * 1024) }), code('PAYLOAD_TOO_LARGE'));
   assert.throws(() => encodeEnvelope({ payload: 1 }), code('INVALID_ARGUMENT'));
   assert.throws(() => peekHeader(bytes.subarray(0, 5)), code('DECODE_ERROR'));
+  assert.deepEqual(peekHeader([...bytes]), peekHeader(bytes), 'an array of numbers works too');
+  assert.throws(() => peekHeader('not bytes'), code('INVALID_ARGUMENT'));
+  const big = encodeEnvelope({ topic: 'a.b', priority: 9, payload: new Uint8Array(100_000) });
+  assert.equal(peekHeader(big).priority, 9, 'only the prefix of a large envelope is read');
+  const bus = new Bus();
+  assert.throws(() => bus.publishEnvelope('not bytes'), code('INVALID_ARGUMENT'));
+  bus.free();
   assert.throws(() => decodeEnvelope(bytes.subarray(0, bytes.length - 1)), code('DECODE_ERROR'));
 });
 
@@ -236,6 +243,7 @@ test('CircuitBreaker.run wraps sync and async calls and saves its state', async 
   assert.equal(restored.state, 'closed');
   assert.equal(CircuitBreaker.fromJSON(saved).state, 'half-open', 'string form works too; its wait elapsed');
   assert.throws(() => CircuitBreaker.fromJSON({ bogus: true }), code('DECODE_ERROR'));
+  assert.throws(() => CircuitBreaker.fromJSON('{"not json'), code('DECODE_ERROR'));
   assert.throws(() => new CircuitBreaker({ failureThreshold: -1 }), code('INVALID_ARGUMENT'));
   breaker.forceOpen();
   assert.equal(breaker.state, 'forced-open');

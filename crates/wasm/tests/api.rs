@@ -69,7 +69,7 @@ fn envelopes_round_trip_and_peek() {
     assert!(get(&env, "swarm").is_undefined());
     let payload = get(&env, "payload").dyn_into::<Uint8Array>().unwrap().to_vec();
     assert_eq!(stringify(&decode(&payload).unwrap()), r#"{"x":1}"#);
-    let header = peek_header(&bytes).unwrap();
+    let header = peek_header(Uint8Array::from(&bytes[..]).into()).unwrap();
     assert_eq!(get(&header, "id"), get(&env, "id"));
     let bad = json(r#"{"topic":"a.*","payload":1}"#);
     assert_eq!(encode_envelope(bad).unwrap_err().code, "INVALID_TOPIC");
