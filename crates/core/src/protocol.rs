@@ -114,9 +114,75 @@ pub enum ServerFrame {
 }
 
 impl ClientFrame {
-    /// Encodes the frame.
+    /// Encodes the frame: the bytes rmp-serde writes for it (a map, `t` first),
+    /// written out by hand so the wasm client carries no serde serializer.
     pub fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec_named(self).expect("frames always serialize")
+        use rmp::encode as w;
+        fn str(out: &mut Vec<u8>, key: &str, value: &str) {
+            let _ = w::write_str(out, key);
+            let _ = w::write_str(out, value);
+        }
+        fn uint(out: &mut Vec<u8>, key: &str, value: u64) {
+            let _ = w::write_str(out, key);
+            let _ = w::write_uint(out, value);
+        }
+        fn optional(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
+            match value {
+                Some(value) => uint(out, key, value),
+                None => {
+                    let _ = w::write_str(out, key);
+                    let _ = w::write_nil(out);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(match self {
+            Self::Publish { envelope, .. } => envelope.len() + 32,
+            _ => 64,
+        });
+        // Writing into a Vec cannot fail, so the writers' Results carry no information.
+        match self {
+            Self::Hello { v, token } => {
+                let _ = w::write_map_len(&mut out, 3);
+                str(&mut out, "t", "hello");
+                uint(&mut out, "v", u64::from(*v));
+                let _ = w::write_str(&mut out, "token");
+                match token {
+                    Some(token) => drop(w::write_str(&mut out, token)),
+                    None => drop(w::write_nil(&mut out)),
+                }
+            }
+            Self::Subscribe { pattern, ack } => {
+                let _ = w::write_map_len(&mut out, 3);
+                str(&mut out, "t", "subscribe");
+                str(&mut out, "pattern", pattern);
+                optional(&mut out, "ack", *ack);
+            }
+            Self::Unsubscribe { pattern } => {
+                let _ = w::write_map_len(&mut out, 2);
+                str(&mut out, "t", "unsubscribe");
+                str(&mut out, "pattern", pattern);
+            }
+            Self::Publish { envelope, ack } => {
+                let _ = w::write_map_len(&mut out, 3);
+                str(&mut out, "t", "publish");
+                let _ = w::write_str(&mut out, "envelope");
+                let _ = w::write_bin(&mut out, envelope);
+                optional(&mut out, "ack", *ack);
+            }
+            Self::Report { kind, wasm, js } => {
+                let _ = w::write_map_len(&mut out, 4);
+                str(&mut out, "t", "report");
+                str(&mut out, "kind", kind);
+                uint(&mut out, "wasm", *wasm);
+                uint(&mut out, "js", *js);
+            }
+            Self::Ping { nonce } => {
+                let _ = w::write_map_len(&mut out, 2);
+                str(&mut out, "t", "ping");
+                uint(&mut out, "nonce", *nonce);
+            }
+        }
+        out
     }
 
     /// Decodes a frame from untrusted bytes.
@@ -187,12 +253,17 @@ mod tests {
     fn frames_round_trip() {
         let frames = [
             ClientFrame::Hello { v: 1, token: None },
+            ClientFrame::Hello { v: 70_000, token: Some("jwt".into()) },
             ClientFrame::Subscribe { pattern: "a.>".into(), ack: Some(3) },
+            ClientFrame::Subscribe { pattern: "a.*".into(), ack: None },
+            ClientFrame::Unsubscribe { pattern: "a.*".into() },
+            ClientFrame::Publish { envelope: vec![7; 300], ack: None },
             ClientFrame::Publish { envelope: vec![1, 2, 3], ack: Some(7) },
-            ClientFrame::Ping { nonce: 9 },
+            ClientFrame::Ping { nonce: u64::MAX },
             ClientFrame::Report { kind: "dashboard".into(), wasm: 10, js: 2 },
         ];
         for frame in frames {
+            assert_eq!(frame.encode(), rmp_serde::to_vec_named(&frame).unwrap(), "same bytes as rmp-serde");
             assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);
         }
         let server = [

@@ -226,13 +226,10 @@ impl Snapshot {
         out
     }
 
-    /// Decodes a snapshot written by [`to_msgpack`](Self::to_msgpack).
-    #[cfg(feature = "std")]
+    /// Decodes a snapshot written by [`to_msgpack`](Self::to_msgpack). Works without `std`.
     pub fn from_msgpack(bytes: &[u8]) -> Result<Snapshot, StoreError> {
         check_size(bytes)?;
-        rmp_serde::from_slice::<Image>(bytes)
-            .map(Snapshot::from)
-            .map_err(|_| StoreError::Decode("invalid MessagePack state image"))
+        msgpack::read_image(bytes).ok_or(StoreError::Decode("invalid MessagePack state image"))
     }
 }
 
@@ -591,18 +588,20 @@ mod tests {
         let id = s.snapshot(Some("label"));
         let snap = s.get_snapshot(id).unwrap().clone();
         assert_eq!(Snapshot::from_json(&snap.to_json()).unwrap(), snap);
-        #[cfg(feature = "std")]
-        {
-            assert_eq!(Snapshot::from_msgpack(&snap.to_msgpack()).unwrap(), snap);
-            assert_eq!(
-                snap.to_msgpack(),
-                rmp_serde::to_vec(&Image::from(&snap)).unwrap(),
-                "same bytes as rmp-serde"
-            );
-        }
+        let image = snap.to_msgpack();
+        assert_eq!(Snapshot::from_msgpack(&image).unwrap(), snap);
+        assert_eq!(image, rmp_serde::to_vec(&Image::from(&snap)).unwrap(), "same bytes as rmp-serde");
         assert!(matches!(Snapshot::from_json(b"{\"nope\":1}"), Err(StoreError::Decode(_))));
-        #[cfg(feature = "std")]
         assert!(matches!(Snapshot::from_msgpack(&[0xc1, 0xff]), Err(StoreError::Decode(_))));
+        for end in 0..image.len() {
+            assert!(Snapshot::from_msgpack(&image[..end]).is_err(), "prefix of {end} bytes");
+        }
+        let mut trailing = image.clone();
+        trailing.push(0xc0);
+        assert!(Snapshot::from_msgpack(&trailing).is_err());
+        let mut other_format = image.clone();
+        other_format[1] = 2;
+        assert!(Snapshot::from_msgpack(&other_format).is_err());
         let restored = StateStore::from_snapshot(snap);
         assert_eq!(restored.version(), 1);
         assert_eq!(restored.key_version("swarm"), 1);
@@ -612,12 +611,19 @@ mod tests {
 /// Direct MessagePack writer for state images (layout of `Image` as rmp-serde
 /// writes it: structs as arrays, `Value` objects as maps).
 mod msgpack {
+    use alloc::string::String;
     use alloc::vec::Vec;
 
     use rmp::encode as w;
-    use serde_json::Value;
+    use rmp::Marker;
+    use serde_json::{Map, Number, Value};
 
-    use super::{Snapshot, IMAGE_FORMAT};
+    use super::{Data, Entry, Snapshot, SnapshotId, IMAGE_FORMAT};
+    use crate::envelope::Reader;
+    use crate::error::CodecError;
+
+    /// Deepest nesting of a state value an image may hold.
+    const MAX_DEPTH: usize = 128;
 
     // Writing into a Vec cannot fail, so the writers' Results carry no information.
     pub(super) fn write_image(out: &mut Vec<u8>, s: &Snapshot) {
@@ -668,5 +674,114 @@ mod msgpack {
                 }
             }
         }
+    }
+
+    /// Reads an image written by [`write_image`]; `None` when the bytes are not one.
+    pub(super) fn read_image(bytes: &[u8]) -> Option<Snapshot> {
+        let mut r = Reader::new(bytes);
+        if array_len(&mut r)? != 5 || r.uint("format").ok()? != u64::from(IMAGE_FORMAT) {
+            return None;
+        }
+        let id = SnapshotId(r.uint("id").ok()?);
+        let label = if r.peek_nil() {
+            r.marker().ok()?;
+            None
+        } else {
+            Some(String::from(r.str("label", usize::MAX).ok()?))
+        };
+        let version = r.uint("version").ok()?;
+        let mut data = Data::new_sync();
+        for _ in 0..r.map_len("entries").ok()? {
+            let key = String::from(r.str("key", usize::MAX).ok()?);
+            if array_len(&mut r)? != 2 {
+                return None;
+            }
+            let entry_version = r.uint("version").ok()?;
+            let value = read_value(&mut r, MAX_DEPTH).ok()?;
+            data.insert_mut(key, Entry::new(entry_version, value));
+        }
+        (r.remaining() == 0).then_some(Snapshot { id, label, version, data })
+    }
+
+    fn array_len(r: &mut Reader<'_>) -> Option<u64> {
+        match r.marker().ok()? {
+            Marker::FixArray(n) => Some(n.into()),
+            Marker::Array16 => r.be(2).ok(),
+            Marker::Array32 => r.be(4).ok(),
+            _ => None,
+        }
+    }
+
+    /// One state value; what JSON has no form for (binary, extension types,
+    /// non-string keys) is an error, a non-finite float becomes `null` (as serde_json does).
+    fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, CodecError> {
+        let unexpected = CodecError::UnexpectedType { field: "value" };
+        let depth = depth.checked_sub(1).ok_or(CodecError::UnexpectedType { field: "nesting" })?;
+        let float = |f: f64| Number::from_f64(f).map_or(Value::Null, Value::Number);
+        Ok(match r.marker()? {
+            Marker::Null => Value::Null,
+            Marker::True => Value::Bool(true),
+            Marker::False => Value::Bool(false),
+            Marker::FixPos(n) => Value::from(n),
+            Marker::FixNeg(n) => Value::from(n),
+            Marker::U8 => Value::from(r.be(1)?),
+            Marker::U16 => Value::from(r.be(2)?),
+            Marker::U32 => Value::from(r.be(4)?),
+            Marker::U64 => Value::from(r.be(8)?),
+            Marker::I8 => Value::from(r.be(1)? as u8 as i8),
+            Marker::I16 => Value::from(r.be(2)? as u16 as i16),
+            Marker::I32 => Value::from(r.be(4)? as u32 as i32),
+            Marker::I64 => Value::from(r.be(8)? as i64),
+            Marker::F32 => float(f32::from_bits(r.be(4)? as u32).into()),
+            Marker::F64 => float(f64::from_bits(r.be(8)?)),
+            Marker::FixStr(n) => Value::String(string(r, n.into())?),
+            Marker::Str8 => Value::String(string_with_len(r, 1)?),
+            Marker::Str16 => Value::String(string_with_len(r, 2)?),
+            Marker::Str32 => Value::String(string_with_len(r, 4)?),
+            Marker::FixArray(n) => array(r, n.into(), depth)?,
+            Marker::Array16 => array_with_len(r, 2, depth)?,
+            Marker::Array32 => array_with_len(r, 4, depth)?,
+            Marker::FixMap(n) => map(r, n.into(), depth)?,
+            Marker::Map16 => map_with_len(r, 2, depth)?,
+            Marker::Map32 => map_with_len(r, 4, depth)?,
+            _ => return Err(unexpected),
+        })
+    }
+
+    fn string_with_len(r: &mut Reader<'_>, width: usize) -> Result<String, CodecError> {
+        let len = r.be(width)?;
+        string(r, len)
+    }
+
+    fn string(r: &mut Reader<'_>, len: u64) -> Result<String, CodecError> {
+        let bytes = r.take(usize::try_from(len).map_err(|_| CodecError::Truncated)?)?;
+        core::str::from_utf8(bytes).map(String::from).map_err(|_| CodecError::InvalidUtf8 { field: "value" })
+    }
+
+    fn array_with_len(r: &mut Reader<'_>, width: usize, depth: usize) -> Result<Value, CodecError> {
+        let len = r.be(width)?;
+        array(r, len, depth)
+    }
+
+    fn array(r: &mut Reader<'_>, len: u64, depth: usize) -> Result<Value, CodecError> {
+        // Each item takes at least one byte: a declared length beyond the input is truncated.
+        if len > r.remaining() as u64 {
+            return Err(CodecError::Truncated);
+        }
+        (0..len).map(|_| read_value(r, depth)).collect::<Result<_, _>>().map(Value::Array)
+    }
+
+    fn map_with_len(r: &mut Reader<'_>, width: usize, depth: usize) -> Result<Value, CodecError> {
+        let len = r.be(width)?;
+        map(r, len, depth)
+    }
+
+    fn map(r: &mut Reader<'_>, len: u64, depth: usize) -> Result<Value, CodecError> {
+        let mut fields = Map::new();
+        for _ in 0..len {
+            let key = String::from(r.str("key", usize::MAX)?);
+            fields.insert(key, read_value(r, depth)?);
+        }
+        Ok(Value::Object(fields))
     }
 }
