@@ -101,16 +101,19 @@ struct TopicCache {
 impl TopicCache {
     const SIZE: usize = 64;
 
-    fn get(&mut self, topic: &Arc<str>) -> JsValue {
-        if let Some((_, js)) = self.entries.iter().find(|(t, _)| Arc::ptr_eq(t, topic)) {
-            return js.clone();
-        }
-        let js = JsValue::from_str(topic);
-        if self.entries.len() >= Self::SIZE {
-            self.entries.remove(0);
-        }
-        self.entries.push((topic.clone(), js.clone()));
-        js
+    /// The JS string of `topic`, borrowed from the cache (no externref slot per call).
+    fn get(&mut self, topic: &Arc<str>) -> &JsValue {
+        let index = match self.entries.iter().position(|(t, _)| Arc::ptr_eq(t, topic)) {
+            Some(index) => index,
+            None => {
+                if self.entries.len() >= Self::SIZE {
+                    self.entries.remove(0);
+                }
+                self.entries.push((topic.clone(), JsValue::from_str(topic)));
+                self.entries.len() - 1
+            }
+        };
+        &self.entries[index].1
     }
 }
 
@@ -227,19 +230,20 @@ impl Bus {
             pattern,
             SubscribeOptions { once: options.once, breaker: None },
             move |event| {
-                let topic = topics.borrow_mut().get(&event.topic);
-                let outcome = call_handler(
+                let mut topics = topics.borrow_mut();
+                let returned = call_handler(
                     &handler,
                     event.id.0 as f64,
-                    &topic,
+                    topics.get(&event.topic),
                     event.priority.get(),
                     event.timestamp_ms as f64,
                     &event.payload,
                 );
-                if outcome.is_undefined() {
+                drop(topics);
+                if returned {
                     return Ok(());
                 }
-                let error = js_sys::Reflect::get(&outcome, &"error".into()).unwrap_or(outcome);
+                let error = take_thrown();
                 let message = error_message(&error);
                 *thrown.borrow_mut() = Some(error);
                 Err(HandlerError(message))
@@ -498,16 +502,19 @@ fn event_object(event: &Event<JsValue>, topic: &JsValue) -> JsValue {
     make_event(event.id.0 as f64, topic, event.priority.get(), event.timestamp_ms as f64, &event.payload)
 }
 
-// The handler call catches in JS and returns `{ error }` on a throw: wasm-bindgen's
+// The handler call catches in JS and keeps what was thrown for `take_thrown`: wasm-bindgen's
 // own `catch` path leaked one externref slot per caught exception in our soak test.
 #[wasm_bindgen(inline_js = "
 export function make_event(id, topic, priority, timestamp, payload) { return { id, topic, priority, timestamp, payload }; }
-export function call_handler(f, id, topic, priority, timestamp, payload) { try { f({ id, topic, priority, timestamp, payload }); return undefined; } catch (error) { return { error }; } }
+let thrown;
+export function call_handler(f, id, topic, priority, timestamp, payload) { try { f({ id, topic, priority, timestamp, payload }); return true; } catch (error) { thrown = error; return false; } }
+export function take_thrown() { const error = thrown; thrown = undefined; return error; }
 export function try_call(f) { try { return { ok: true, value: f() }; } catch (error) { return { ok: false, value: error }; } }
 export function option_number(o, key) { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; }
 ")]
 extern "C" {
     fn make_event(id: f64, topic: &JsValue, priority: u8, timestamp: f64, payload: &JsValue) -> JsValue;
+    /// Calls the handler with the event object; `false` when it threw (see `take_thrown`).
     fn call_handler(
         f: &Function,
         id: f64,
@@ -515,7 +522,9 @@ extern "C" {
         priority: u8,
         timestamp: f64,
         payload: &JsValue,
-    ) -> JsValue;
+    ) -> bool;
+    /// What the last `call_handler` that returned `false` caught.
+    fn take_thrown() -> JsValue;
     /// Calls `f()`: `{ok: true, value}` or `{ok: false, value: thrown}`.
     pub(crate) fn try_call(f: &Function) -> JsValue;
     /// `o[key]` as a number: -1 absent, -2 not a number, -3 negative.
