@@ -59,6 +59,23 @@ struct Pending {
     id: u64,
 }
 
+/// A queued event's payload: one JS value, or element `index` of a copy of a
+/// `publishBatch` array (so queueing a batch takes no externref slot per event).
+enum Payload {
+    Value(JsValue),
+    InBatch(Rc<Array>, u32),
+}
+
+impl Payload {
+    /// The value and index the JS helpers take: index -1 means the value itself.
+    fn parts(&self) -> (&JsValue, i32) {
+        match self {
+            Self::Value(value) => (value, -1),
+            Self::InBatch(array, index) => (array, *index as i32),
+        }
+    }
+}
+
 /// The last value a handler threw, kept for the `onError` callback.
 type Thrown = Rc<RefCell<Option<JsValue>>>;
 
@@ -81,7 +98,7 @@ pub(crate) trait Outbound {
 
 /// The state of a `Bus`, shared with a `Messenger` attached to it.
 pub(crate) struct BusShared {
-    inner: RefCell<EventBus<JsValue, Clock>>,
+    inner: RefCell<EventBus<Payload, Clock>>,
     /// Publishes made by handlers while `drain` holds the bus.
     pending: RefCell<VecDeque<Pending>>,
     capacity: usize,
@@ -231,13 +248,15 @@ impl Bus {
             SubscribeOptions { once: options.once, breaker: None },
             move |event| {
                 let mut topics = topics.borrow_mut();
+                let (payload, index) = event.payload.parts();
                 let returned = call_handler(
                     &handler,
                     event.id.0 as f64,
                     topics.get(&event.topic),
                     event.priority.get(),
                     event.timestamp_ms as f64,
-                    &event.payload,
+                    payload,
+                    index,
                 );
                 drop(topics);
                 if returned {
@@ -293,9 +312,11 @@ impl Bus {
             }
             return Ok(payloads.length());
         };
-        let count = payloads.length() as u64;
-        let first = reserve_envelope_ids(count);
-        let events = payloads.iter().enumerate().map(|(i, payload)| (EventId(first + i as u64), payload));
+        let count = payloads.length();
+        let first = reserve_envelope_ids(count.into());
+        // A copy, so the caller may reuse its array before the drain.
+        let array = Rc::new(payloads.slice(0, count));
+        let events = (0..count).map(|i| (EventId(first + u64::from(i)), Payload::InBatch(array.clone(), i)));
         let queued = bus.publish_batch(topic, events, options)?;
         Ok(queued as u32)
     }
@@ -480,7 +501,7 @@ impl BusShared {
             pending.push_back(Pending { topic: topic.to_owned(), payload, options, id });
             return Ok(id as f64);
         };
-        bus.publish_with_id(EventId(id), topic, payload, options)?;
+        bus.publish_with_id(EventId(id), topic, Payload::Value(payload), options)?;
         Ok(id as f64)
     }
 
@@ -498,22 +519,31 @@ fn busy(method: &str) -> Error {
 }
 
 /// The object a handler receives.
-fn event_object(event: &Event<JsValue>, topic: &JsValue) -> JsValue {
-    make_event(event.id.0 as f64, topic, event.priority.get(), event.timestamp_ms as f64, &event.payload)
+fn event_object(event: &Event<Payload>, topic: &JsValue) -> JsValue {
+    let (payload, index) = event.payload.parts();
+    make_event(event.id.0 as f64, topic, event.priority.get(), event.timestamp_ms as f64, payload, index)
 }
 
 // The handler call catches in JS and keeps what was thrown for `take_thrown`: wasm-bindgen's
 // own `catch` path leaked one externref slot per caught exception in our soak test.
 #[wasm_bindgen(inline_js = "
-export function make_event(id, topic, priority, timestamp, payload) { return { id, topic, priority, timestamp, payload }; }
+export function make_event(id, topic, priority, timestamp, p, i) { return { id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }; }
 let thrown;
-export function call_handler(f, id, topic, priority, timestamp, payload) { try { f({ id, topic, priority, timestamp, payload }); return true; } catch (error) { thrown = error; return false; } }
+export function call_handler(f, id, topic, priority, timestamp, p, i) { try { f({ id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }); return true; } catch (error) { thrown = error; return false; } }
 export function take_thrown() { const error = thrown; thrown = undefined; return error; }
 export function try_call(f) { try { return { ok: true, value: f() }; } catch (error) { return { ok: false, value: error }; } }
 export function option_number(o, key) { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; }
 ")]
 extern "C" {
-    fn make_event(id: f64, topic: &JsValue, priority: u8, timestamp: f64, payload: &JsValue) -> JsValue;
+    /// The event object; `payload[index]` is the payload unless `index` is -1.
+    fn make_event(
+        id: f64,
+        topic: &JsValue,
+        priority: u8,
+        timestamp: f64,
+        payload: &JsValue,
+        index: i32,
+    ) -> JsValue;
     /// Calls the handler with the event object; `false` when it threw (see `take_thrown`).
     fn call_handler(
         f: &Function,
@@ -522,6 +552,7 @@ extern "C" {
         priority: u8,
         timestamp: f64,
         payload: &JsValue,
+        index: i32,
     ) -> bool;
     /// What the last `call_handler` that returned `false` caught.
     fn take_thrown() -> JsValue;

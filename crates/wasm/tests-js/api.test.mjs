@@ -132,6 +132,23 @@ test('bus: handler event shape, once, unsubscribe, drain(max), publishBatch', ()
   bus.free();
 });
 
+test('bus: publishBatch payloads are taken at publish time, in order, with onError seeing them', () => {
+  const errors = [];
+  const bus = new Bus({ breaker: false, onError: (error, sub, event) => errors.push([error.message, event.payload]) });
+  const seen = [];
+  bus.subscribe('b.c', (e) => { seen.push([e.priority, e.payload]); if (e.payload === 'boom') throw new Error('bad'); });
+  const batch = ['a', { k: 1 }, 'boom'];
+  bus.publishBatch('b.c', batch, 2);
+  batch[0] = 'changed';
+  batch.length = 0;
+  bus.publishBatch('b.c', [7, 8], 6);
+  bus.publish('b.c', 'single', 4);
+  assert.equal(bus.drain(), 6);
+  assert.deepEqual(seen, [[6, 7], [6, 8], [4, 'single'], [2, 'a'], [2, { k: 1 }], [2, 'boom']]);
+  assert.deepEqual(errors, [['bad', 'boom']]);
+  bus.free();
+});
+
 test('bus: errors have codes', () => {
   const bus = new Bus({ capacity: 2 });
   assert.throws(() => bus.subscribe('a.>.b', () => {}), code('INVALID_PATTERN'));
