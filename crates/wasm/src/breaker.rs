@@ -3,19 +3,35 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Promise};
 use serde::Deserialize;
 use swarmbus_core::breaker::{BreakerConfig, Permit};
 use swarmbus_core::{CircuitBreaker as CoreBreaker, Priority};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::bus::{breaker_info, try_call};
+use crate::bus::breaker_info;
 use crate::convert::{from_js, options_or_default, to_js};
 use crate::error::{Error, Result};
 
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
+}
+
+const THREW: u8 = 0;
+const RETURNED_PROMISE: u8 = 2;
+
+// What `f()` returned or threw stays in JS until `take_called` (no result object per call).
+#[wasm_bindgen(inline_js = "
+let called;
+export function call_guarded(f) { try { called = f(); return called instanceof Promise ? 2 : 1; } catch (error) { called = error; return 0; } }
+export function take_called() { const value = called; called = undefined; return value; }
+")]
+extern "C" {
+    /// Calls `f()`: `THREW` (0), returned a value (1) or `RETURNED_PROMISE` (2).
+    fn call_guarded(f: &Function) -> u8;
+    /// What the last `call_guarded` returned or threw.
+    fn take_called() -> JsValue;
 }
 
 #[derive(Deserialize, Default)]
@@ -56,32 +72,30 @@ impl CircuitBreaker {
             Ok(permit) => permit,
             Err(e) => return Promise::reject(&e.into()),
         };
-        let outcome = try_call(&f);
-        let ok = Reflect::get(&outcome, &"ok".into()).is_ok_and(|v| v.is_truthy());
-        let value = Reflect::get(&outcome, &"value".into()).unwrap_or(JsValue::UNDEFINED);
-        match ok {
-            false => {
+        let outcome = call_guarded(&f);
+        let value = take_called();
+        match outcome {
+            THREW => {
                 self.inner.borrow_mut().on_failure(permit, now_ms());
                 Promise::reject(&value)
             }
-            true => match value.dyn_into::<Promise>() {
-                Ok(promise) => {
-                    let inner = self.inner.clone();
-                    future_to_promise(async move {
-                        let outcome = JsFuture::from(promise).await;
-                        let mut breaker = inner.borrow_mut();
-                        match &outcome {
-                            Ok(_) => breaker.on_success(permit, now_ms()),
-                            Err(_) => breaker.on_failure(permit, now_ms()),
-                        };
-                        outcome
-                    })
-                }
-                Err(value) => {
-                    self.inner.borrow_mut().on_success(permit, now_ms());
-                    Promise::resolve(&value)
-                }
-            },
+            RETURNED_PROMISE => {
+                let promise: Promise = value.unchecked_into();
+                let inner = self.inner.clone();
+                future_to_promise(async move {
+                    let outcome = JsFuture::from(promise).await;
+                    let mut breaker = inner.borrow_mut();
+                    match &outcome {
+                        Ok(_) => breaker.on_success(permit, now_ms()),
+                        Err(_) => breaker.on_failure(permit, now_ms()),
+                    };
+                    outcome
+                })
+            }
+            _ => {
+                self.inner.borrow_mut().on_success(permit, now_ms());
+                Promise::resolve(&value)
+            }
         }
     }
 

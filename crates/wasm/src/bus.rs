@@ -531,7 +531,6 @@ export function make_event(id, topic, priority, timestamp, p, i) { return { id, 
 let thrown;
 export function call_handler(f, id, topic, priority, timestamp, p, i) { try { f({ id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }); return true; } catch (error) { thrown = error; return false; } }
 export function take_thrown() { const error = thrown; thrown = undefined; return error; }
-export function try_call(f) { try { return { ok: true, value: f() }; } catch (error) { return { ok: false, value: error }; } }
 export function option_number(o, key) { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; }
 ")]
 extern "C" {
@@ -556,8 +555,6 @@ extern "C" {
     ) -> bool;
     /// What the last `call_handler` that returned `false` caught.
     fn take_thrown() -> JsValue;
-    /// Calls `f()`: `{ok: true, value}` or `{ok: false, value: thrown}`.
-    pub(crate) fn try_call(f: &Function) -> JsValue;
     /// `o[key]` as a number: -1 absent, -2 not a number, -3 negative.
     fn option_number(o: &JsValue, key: &str) -> f64;
 }

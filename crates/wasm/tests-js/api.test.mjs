@@ -245,6 +245,10 @@ test('CircuitBreaker.run wraps sync and async calls and saves its state', async 
   const breaker = new CircuitBreaker({ failureThreshold: 2, openMs: 30, halfOpenProbes: 1 });
   assert.equal(await breaker.run(() => 5), 5);
   assert.equal(await breaker.run(async () => 6), 6);
+  const inner = new CircuitBreaker();
+  assert.equal(await breaker.run(() => inner.run(() => 7)), 7, 'a run inside a run');
+  await assert.rejects(inner.run(() => { inner.run(() => 1); throw new Error('after nested'); }), /after nested/);
+  inner.free();
   await assert.rejects(breaker.run(() => { throw new Error('sync'); }), /sync/);
   await assert.rejects(breaker.run(() => Promise.reject(new Error('async'))), /async/);
   assert.equal(breaker.state, 'open');
