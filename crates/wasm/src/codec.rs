@@ -123,22 +123,18 @@ pub fn encode_envelope(
 #[wasm_bindgen(js_name = decodeEnvelope, unchecked_return_type = "DecodedEnvelope")]
 pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue> {
     let env = envelope::decode_ref(bytes, &envelope::Limits::default())?;
-    let out = Object::new();
-    set(&out, "id", &u64_to_js(env.id));
-    set(&out, "topic", &env.topic.into());
-    set(&out, "priority", &env.priority.get().into());
-    set(&out, "timestamp", &u64_to_js(env.timestamp_ms));
-    if let Some(ttl) = env.ttl_ms {
-        set(&out, "ttlMs", &u64_to_js(ttl));
-    }
-    for (name, value) in [("sender", env.sender), ("swarm", env.swarm), ("correlationId", env.correlation_id)]
-    {
-        if let Some(value) = value {
-            set(&out, name, &value.into());
-        }
-    }
-    set(&out, "payload", &Uint8Array::from(env.payload).into());
-    Ok(out.into())
+    let optional = |value: Option<&str>| value.map_or(JsValue::UNDEFINED, JsValue::from_str);
+    Ok(make_envelope(
+        &u64_to_js(env.id),
+        &topic_string(env.topic),
+        env.priority.get(),
+        &u64_to_js(env.timestamp_ms),
+        &env.ttl_ms.map_or(JsValue::UNDEFINED, u64_to_js),
+        &optional(env.sender),
+        &optional(env.swarm),
+        &optional(env.correlation_id),
+        &Uint8Array::from(env.payload),
+    ))
 }
 
 /// Reads `{id, topic, priority}` without decoding the rest of the envelope:
@@ -200,6 +196,15 @@ pub(crate) fn with_header<T>(
 
 #[wasm_bindgen(inline_js = "
 export function make_header(id, topic, priority) { return { id, topic, priority }; }
+export function make_envelope(id, topic, priority, timestamp, ttlMs, sender, swarm, correlationId, payload) {
+  const out = { id, topic, priority, timestamp };
+  if (ttlMs !== undefined) out.ttlMs = ttlMs;
+  if (sender !== undefined) out.sender = sender;
+  if (swarm !== undefined) out.swarm = swarm;
+  if (correlationId !== undefined) out.correlationId = correlationId;
+  out.payload = payload;
+  return out;
+}
 export function copy_prefix(bytes, memory, ptr, max) {
   if (!(bytes instanceof Uint8Array)) {
     if (!Array.isArray(bytes)) return -1;
@@ -213,6 +218,19 @@ export function copy_prefix(bytes, memory, ptr, max) {
 ")]
 extern "C" {
     fn make_header(id: &JsValue, topic: &JsValue, priority: u8) -> JsValue;
+    /// The `decodeEnvelope` object; `undefined` optional fields are left out.
+    #[allow(clippy::too_many_arguments)]
+    fn make_envelope(
+        id: &JsValue,
+        topic: &JsValue,
+        priority: u8,
+        timestamp: &JsValue,
+        ttl_ms: &JsValue,
+        sender: &JsValue,
+        swarm: &JsValue,
+        correlation_id: &JsValue,
+        payload: &Uint8Array,
+    ) -> JsValue;
     /// Copies the first `max` bytes of `bytes` to `ptr` in wasm memory; returns
     /// the full length, or -1 when `bytes` is neither a `Uint8Array` nor an array.
     fn copy_prefix(bytes: &JsValue, memory: &JsValue, ptr: usize, max: usize) -> f64;
