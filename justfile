@@ -52,6 +52,7 @@ fmt-check:
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p swarmbus-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+    cargo clippy -p swarmbus-core --no-default-features -- -D warnings
 
 # Core unit, property and doc tests, with and without std.
 test-core:

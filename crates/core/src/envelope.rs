@@ -359,6 +359,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one value of any type, nested at most `depth` levels.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))] // only the std-only protocol skips
     pub(crate) fn skip(&mut self, depth: usize) -> Result<(), CodecError> {
         let depth = depth.checked_sub(1).ok_or(CodecError::UnexpectedType { field: "nesting" })?;
         let (bytes, items) = match self.marker()? {

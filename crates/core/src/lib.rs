@@ -9,6 +9,7 @@ pub mod bus;
 pub mod clock;
 pub mod envelope;
 pub mod error;
+pub mod json_msgpack;
 pub mod metrics;
 pub mod msgpack_json;
 pub mod patch;
@@ -18,6 +19,8 @@ pub mod protocol;
 pub mod queue;
 pub mod router;
 pub mod store;
+#[cfg(test)]
+mod test_values;
 pub mod topic;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Permit, StateKind, Transition};

@@ -239,6 +239,7 @@ impl IsFinite for f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::json_value;
     use alloc::vec::Vec;
     use proptest::prelude::*;
     use serde_json::{json, Value};
@@ -304,23 +305,6 @@ mod tests {
         );
         out.clear();
         assert!(to_json(&deep, 201, &mut out).is_ok());
-    }
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            (-(MAX_SAFE_INTEGER as i64)..=MAX_SAFE_INTEGER as i64).prop_map(|n| json!(n)),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
-            any::<String>().prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                prop::collection::btree_map(any::<String>(), inner, 0..8)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
     }
 
     proptest! {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use js_sys::{Object, Reflect, Uint8Array};
 use serde::Deserialize;
 use swarmbus_core::envelope::{self, EnvelopeInput};
+use swarmbus_core::json_msgpack::{self, JsonError};
 use swarmbus_core::msgpack_json::{self, ToJsonError};
 use swarmbus_core::CodecError;
 use wasm_bindgen::prelude::*;
@@ -19,10 +20,47 @@ const MAX_DEPTH: usize = 128;
 /// Encodes any JSON-compatible value (plus `Uint8Array` and `BigInt`) as MessagePack.
 #[wasm_bindgen]
 pub fn encode(value: JsValue) -> Result<Vec<u8>> {
+    // Fast path: the engine's JSON.stringify walks the value, core transcodes the text.
+    let text = json_text(&value);
+    if let Some(text) = text.as_string() {
+        let mut out = Vec::with_capacity(text.len() + 8);
+        json_msgpack::to_msgpack(&text, MAX_DEPTH, &mut out).map_err(|e| match e.reason {
+            JsonError::TOO_DEEP => {
+                Error::invalid(format_args!("the value nests deeper than {MAX_DEPTH} levels"))
+            }
+            _ => Error::new("ENCODE_ERROR", format_args!("internal: {e}")),
+        })?;
+        return Ok(out);
+    }
+    if !text.is_undefined() {
+        return Err(Error::invalid(format_args!("cannot encode: {}", crate::bus::error_message(&text))));
+    }
+    // Bytes, BigInt, Map or a non-finite number somewhere: the exact path.
     let value: rmpv::Value = from_js(value)?;
     let mut out = Vec::new();
     rmpv::encode::write_value(&mut out, &value).map_err(|e| Error::new("ENCODE_ERROR", e))?;
     Ok(out)
+}
+
+#[wasm_bindgen(inline_js = "
+const EXACT = Symbol('exact');
+function replacer(key, v) {
+  switch (typeof v) {
+    case 'undefined': return null;
+    case 'number': if (!Number.isFinite(v)) throw EXACT; return v;
+    case 'object': if (v !== null && (ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof Map)) throw EXACT; return v;
+    case 'bigint': case 'function': case 'symbol': throw EXACT;
+    default: return v;
+  }
+}
+export function json_text(value) {
+  try { return JSON.stringify(value, replacer); } catch (error) { return error === EXACT ? undefined : error; }
+}
+")]
+extern "C" {
+    /// `value` as JSON text (`undefined` → `null`); `undefined` when it holds
+    /// something JSON cannot carry exactly; what was thrown for a cycle or a throwing getter.
+    fn json_text(value: &JsValue) -> JsValue;
 }
 
 /// Decodes MessagePack into plain JS values: maps become objects, bin becomes

@@ -38,6 +38,22 @@ test('decode keeps quotes, backslashes, control characters and floats exactly', 
   assert.deepStrictEqual(out.after, mixed.after);
 });
 
+test('encode: undefined is null, non-finite numbers and Maps take the exact path, cycles are an error', () => {
+  assert.deepStrictEqual(decode(encode({ a: undefined, b: [undefined, 1] })), { a: null, b: [null, 1] });
+  const floats = decode(encode([NaN, Infinity, -Infinity, 0.5]));
+  assert.ok(Number.isNaN(floats[0]));
+  assert.deepStrictEqual(floats.slice(1), [Infinity, -Infinity, 0.5]);
+  assert.deepStrictEqual(decode(encode(new Map([['k', 1]]))), { k: 1 });
+  assert.equal(decode(encode({ at: new Date(0) })).at, '1970-01-01T00:00:00.000Z', 'toJSON is honoured');
+  assert.deepStrictEqual(decode(encode({ big: 2 ** 60, small: -(2 ** 53) + 1 })), { big: 2 ** 60, small: -(2 ** 53) + 1 });
+  const cyclic = { name: 'loop' };
+  cyclic.self = cyclic;
+  assert.throws(() => encode(cyclic), code('INVALID_ARGUMENT'));
+  const throwing = { get boom() { throw new Error('getter'); } };
+  assert.throws(() => encode(throwing), (e) => e.code === 'INVALID_ARGUMENT' && /getter/.test(e.message));
+  assert.throws(() => encode({ f() {} }), code('INVALID_ARGUMENT'));
+});
+
 test('binary is Uint8Array, integers beyond 2^53 are BigInt', () => {
   const value = { bin: new Uint8Array([0, 1, 255]), big: 2n ** 60n, neg: -(2n ** 60n), safe: 2 ** 53 - 1 };
   const back = decode(encode(value));
@@ -54,9 +70,11 @@ test('decode rejects garbage with DECODE_ERROR', () => {
   }
   assert.throws(() => decode(new Uint8Array([0x92, 0x01])), /ends inside a value/);
   assert.throws(() => decode(new Uint8Array([0x01, 0x02])), /1 bytes after the end of the value/);
+  const deep = new Uint8Array([...new Array(200).fill(0x91), 0x01]); // [[[...[1]...]]], 200 levels
+  assert.throws(() => decode(deep), code('DECODE_ERROR'), 'depth limit');
   let nested = 1;
   for (let i = 0; i < 200; i++) nested = [nested];
-  assert.throws(() => decode(encode(nested)), code('DECODE_ERROR'), 'depth limit');
+  assert.throws(() => encode(nested), code('INVALID_ARGUMENT'), 'encode has the same depth limit');
 });
 
 test('envelopes: encode, decode, peek header', () => {
