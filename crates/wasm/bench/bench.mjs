@@ -131,6 +131,11 @@ for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['2
   row(`decode ${label}`, ours, 'JSON.parse', jsonPeer, '≥ 1×');
   row(`decode ${label}`, ours, 'msgpackr unpack', msgpackrPeer, '');
   row(`decode ${label}`, ours, '@msgpack/msgpack decode', msgpackPeer, '');
+  // The other direction (no target): what every forwarded or enveloped object payload costs.
+  const oursEncode = rate(n, () => { for (let i = 0; i < n; i++) encode(value); });
+  row(`encode ${label}`, oursEncode, 'JSON.stringify', rate(n, () => { for (let i = 0; i < n; i++) JSON.stringify(value); }), '');
+  row(`encode ${label}`, oursEncode, 'msgpackr pack', rate(n, () => { for (let i = 0; i < n; i++) pack(value); }), '');
+  row(`encode ${label}`, oursEncode, '@msgpack/msgpack encode', rate(n, () => { for (let i = 0; i < n; i++) msgpackEncode(value); }), '');
 }
 
 // 5. CircuitBreaker.run overhead vs opossum.
