@@ -11,11 +11,11 @@ use swarmbus_core::msgpack_json::{self, ToJsonError};
 use swarmbus_core::CodecError;
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{from_js, u64_to_js, value_to_js};
+use crate::convert::{from_js, u64_to_js};
 use crate::error::{Error, Result};
 
 /// Deepest nesting `decode` accepts.
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Encodes any JSON-compatible value (plus `Uint8Array` and `BigInt`) as MessagePack.
 #[wasm_bindgen]
@@ -36,9 +36,8 @@ pub fn encode(value: JsValue) -> Result<Vec<u8>> {
         return Err(Error::invalid(format_args!("cannot encode: {}", crate::bus::error_message(&text))));
     }
     // Bytes, BigInt, Map or a non-finite number somewhere: the exact path.
-    let value: rmpv::Value = from_js(value)?;
     let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &value).map_err(|e| Error::new("ENCODE_ERROR", e))?;
+    crate::exact::encode_value(&value, &mut out, MAX_DEPTH)?;
     Ok(out)
 }
 
@@ -75,8 +74,7 @@ pub fn decode(bytes: &[u8]) -> Result<JsValue> {
         Err(ToJsonError::Invalid(e)) => Err(invalid_msgpack(&e)),
         Err(ToJsonError::NotJson(_)) => {
             drop(json);
-            let value = read_value(bytes)?;
-            value_to_js(&value).map_err(|e| Error::decode(e.message))
+            crate::exact::decode_value(bytes)
         }
     }
 }
@@ -92,21 +90,6 @@ fn invalid_msgpack(e: &CodecError) -> Error {
         CodecError::UnexpectedType { .. } => Error::decode("invalid MessagePack: marker 0xc1 is never used"),
         other => Error::decode(format_args!("invalid MessagePack: {other}")),
     }
-}
-
-/// One complete MessagePack value, nothing after it.
-pub(crate) fn read_value(bytes: &[u8]) -> Result<rmpv::Value> {
-    // rmpv reads the never-used marker 0xc1 as nil; MessagePack says it is invalid.
-    if bytes.first() == Some(&0xc1) {
-        return Err(Error::decode("invalid MessagePack: marker 0xc1 is never used"));
-    }
-    let mut rest = bytes;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
-        .map_err(|e| Error::decode(format_args!("invalid MessagePack: {e}")))?;
-    if !rest.is_empty() {
-        return Err(Error::decode(format_args!("{} bytes after the end of the value", rest.len())));
-    }
-    Ok(value)
 }
 
 /// A JS payload kept as is while the rest of the input is deserialized.

@@ -62,7 +62,7 @@ where
     SafeInts(value).serialize(&serializer).map_err(|e| Error::new("ENCODE_ERROR", e))
 }
 
-/// Serializes a MessagePack or JSON value with safe integers as floats (→ `number`)
+/// Serializes a JSON value (state-store values, patches) with safe integers as floats (→ `number`)
 /// and only the others as 64-bit integers (→ `BigInt`).
 pub struct SafeInts<'a, V: ?Sized>(pub &'a V);
 
@@ -79,49 +79,6 @@ fn safe_i64<S: serde::Serializer>(n: i64, s: S) -> core::result::Result<S::Ok, S
         s.serialize_f64(n as f64)
     } else {
         s.serialize_i64(n)
-    }
-}
-
-impl Serialize for SafeInts<'_, rmpv::Value> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        use rmpv::Value as V;
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self.0 {
-            V::Nil => s.serialize_unit(),
-            V::Boolean(b) => s.serialize_bool(*b),
-            V::Integer(i) => match (i.as_u64(), i.as_i64()) {
-                (Some(u), _) => safe_u64(u, s),
-                (None, Some(n)) => safe_i64(n, s),
-                _ => s.serialize_f64(i.as_f64().unwrap_or(f64::NAN)),
-            },
-            V::F32(f) => s.serialize_f32(*f),
-            V::F64(f) => s.serialize_f64(*f),
-            V::String(text) => match text.as_str() {
-                Some(text) => s.serialize_str(text),
-                None => s.serialize_bytes(text.as_bytes()),
-            },
-            V::Binary(bytes) => s.serialize_bytes(bytes),
-            V::Array(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&SafeInts(item))?;
-                }
-                seq.end()
-            }
-            V::Map(entries) => {
-                let mut map = s.serialize_map(Some(entries.len()))?;
-                for (key, value) in entries {
-                    map.serialize_entry(&SafeInts(key), &SafeInts(value))?;
-                }
-                map.end()
-            }
-            V::Ext(kind, data) => {
-                let mut seq = s.serialize_seq(Some(2))?;
-                seq.serialize_element(kind)?;
-                seq.serialize_element(&serde_bytes_view(data))?;
-                seq.end()
-            }
-        }
     }
 }
 
@@ -154,15 +111,4 @@ impl Serialize for SafeInts<'_, serde_json::Value> {
             }
         }
     }
-}
-
-/// Bytes that serialize as `serialize_bytes` (a `Uint8Array`).
-fn serde_bytes_view(data: &[u8]) -> impl Serialize + '_ {
-    struct Bytes<'a>(&'a [u8]);
-    impl Serialize for Bytes<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-            s.serialize_bytes(self.0)
-        }
-    }
-    Bytes(data)
 }

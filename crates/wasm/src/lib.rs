@@ -9,6 +9,7 @@ pub mod bus;
 pub mod codec;
 pub mod convert;
 pub mod error;
+mod exact;
 pub mod memory;
 pub mod messenger;
 pub mod store;

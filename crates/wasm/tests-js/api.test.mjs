@@ -54,6 +54,25 @@ test('encode: undefined is null, non-finite numbers and Maps take the exact path
   assert.throws(() => encode({ f() {} }), code('INVALID_ARGUMENT'));
 });
 
+test('the exact paths: ext, non-UTF-8 strings, integer keys, __proto__, cycles with bytes, huge BigInt', () => {
+  // {1: ext(5, [0xaa]), "s": str(0xff), "__proto__": bin([1])}
+  const bytes = new Uint8Array([0x83, 0x01, 0xd4, 0x05, 0xaa, 0xa1, 0x73, 0xa1, 0xff, 0xa9, ...new TextEncoder().encode('__proto__'), 0xc4, 0x01, 0x01]);
+  const out = decode(bytes);
+  assert.deepStrictEqual(out[1][0], 5);
+  assert.deepStrictEqual([...out[1][1]], [0xaa]);
+  assert.ok(out.s instanceof Uint8Array, 'a str that is not UTF-8 comes back as bytes');
+  assert.equal(Object.getPrototypeOf(out), Object.prototype, '__proto__ is an own property, not the prototype');
+  assert.deepStrictEqual([...Object.getOwnPropertyDescriptor(out, '__proto__').value], [1]);
+  assert.throws(() => decode(new Uint8Array([0x92, 0xc4, 0x01, 0x01])), code('DECODE_ERROR'), 'truncated after bytes');
+  assert.throws(() => decode(new Uint8Array([0xdd, 0xff, 0xff, 0xff, 0xff, 0xc4, 0x00])), code('DECODE_ERROR'));
+  const cyclic = { bytes: new Uint8Array(1) };
+  cyclic.self = cyclic;
+  assert.throws(() => encode(cyclic), code('INVALID_ARGUMENT'), 'the depth limit stops a cycle on the exact path');
+  assert.throws(() => encode(2n ** 70n), code('INVALID_ARGUMENT'));
+  assert.throws(() => encode(new Int16Array(2)), code('INVALID_ARGUMENT'));
+  assert.deepStrictEqual([...decode(encode(new Uint8Array([3, 4]).buffer))], [3, 4], 'an ArrayBuffer is bytes');
+});
+
 test('binary is Uint8Array, integers beyond 2^53 are BigInt', () => {
   const value = { bin: new Uint8Array([0, 1, 255]), big: 2n ** 60n, neg: -(2n ** 60n), safe: 2 ** 53 - 1 };
   const back = decode(encode(value));
