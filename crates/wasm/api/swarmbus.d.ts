@@ -365,7 +365,11 @@ export function decode(bytes: Uint8Array | number[]): any;
 export function decodeEnvelope(bytes: Uint8Array | number[]): DecodedEnvelope;
 
 /**
- * Encodes any JSON-compatible value (plus `Uint8Array` and `BigInt`) as MessagePack.
+ * Encodes any JSON-compatible value as MessagePack, plus `Uint8Array` /
+ * `ArrayBuffer` (bin), `BigInt` (64-bit integers), `Map`, `NaN` and ±`Infinity`.
+ * `undefined` becomes nil and `toJSON()` is honoured, as in `JSON.stringify`.
+ * A cycle, nesting deeper than 128 levels, a function or a throwing getter is
+ * `INVALID_ARGUMENT`.
  */
 export function encode(value: any): Uint8Array;
 

@@ -14,10 +14,14 @@ use wasm_bindgen::prelude::*;
 use crate::convert::{from_js, u64_to_js};
 use crate::error::{Error, Result};
 
-/// Deepest nesting `decode` accepts.
+/// Deepest nesting of arrays and objects `encode` and `decode` accept.
 pub(crate) const MAX_DEPTH: usize = 128;
 
-/// Encodes any JSON-compatible value (plus `Uint8Array` and `BigInt`) as MessagePack.
+/// Encodes any JSON-compatible value as MessagePack, plus `Uint8Array` /
+/// `ArrayBuffer` (bin), `BigInt` (64-bit integers), `Map`, `NaN` and ±`Infinity`.
+/// `undefined` becomes nil and `toJSON()` is honoured, as in `JSON.stringify`.
+/// A cycle, nesting deeper than 128 levels, a function or a throwing getter is
+/// `INVALID_ARGUMENT`.
 #[wasm_bindgen]
 pub fn encode(value: JsValue) -> Result<Vec<u8>> {
     // Fast path: the engine's JSON.stringify walks the value, core transcodes the text.
