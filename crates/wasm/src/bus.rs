@@ -247,18 +247,28 @@ impl Bus {
             pattern,
             SubscribeOptions { once: options.once, breaker: None },
             move |event| {
-                let mut topics = topics.borrow_mut();
+                // The cache stays borrowed during the call; a re-entrant delivery
+                // (not possible today: drain refuses re-entry) would get a fresh string.
+                let mut cache = topics.try_borrow_mut();
+                let fresh;
+                let topic = match cache.as_mut() {
+                    Ok(cache) => cache.get(&event.topic),
+                    Err(_) => {
+                        fresh = JsValue::from_str(&event.topic);
+                        &fresh
+                    }
+                };
                 let (payload, index) = event.payload.parts();
                 let returned = call_handler(
                     &handler,
                     event.id.0 as f64,
-                    topics.get(&event.topic),
+                    topic,
                     event.priority.get(),
                     event.timestamp_ms as f64,
                     payload,
                     index,
                 );
-                drop(topics);
+                drop(cache);
                 if returned {
                     return Ok(());
                 }
