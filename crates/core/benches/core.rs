@@ -239,9 +239,61 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
+/// The records the JS benchmark decodes (`crates/wasm/bench/bench.mjs`), as JSON of about `size` bytes.
+fn records(size: usize) -> Value {
+    let mut items = Vec::new();
+    let mut value = json!({ "items": [] });
+    while value.to_string().len() < size {
+        let i = items.len();
+        items.push(json!({"id": i, "name": format!("agent-{i}"), "load": i as f64 * 0.5 + 0.25, "ok": i % 2 == 0, "tags": ["a", "b"]}));
+        value = json!({ "items": items });
+    }
+    value
+}
+
+fn transcode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("transcode");
+    for size in [200usize, 8_192, 204_800] {
+        let value = records(size);
+        let text = value.to_string();
+        let bytes = rmp_serde::to_vec_named(&value).unwrap();
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        let mut json_out = String::with_capacity(text.len());
+        group.bench_with_input(BenchmarkId::new("msgpack_to_json", size), &size, |b, _| {
+            b.iter(|| {
+                json_out.clear();
+                swarmbus_core::msgpack_json::to_json(black_box(&bytes), 128, &mut json_out).unwrap();
+                json_out.len()
+            })
+        });
+        // The peer: what the wasm package did before, a value tree, then serde_json.
+        group.bench_with_input(BenchmarkId::new("msgpack_to_json_via_tree_peer", size), &size, |b, _| {
+            b.iter(|| {
+                serde_json::to_string(&rmp_serde::from_slice::<Value>(black_box(&bytes)).unwrap())
+                    .unwrap()
+                    .len()
+            })
+        });
+        let mut msgpack_out = Vec::with_capacity(bytes.len());
+        group.bench_with_input(BenchmarkId::new("json_to_msgpack", size), &size, |b, _| {
+            b.iter(|| {
+                msgpack_out.clear();
+                swarmbus_core::json_msgpack::to_msgpack(black_box(&text), 128, &mut msgpack_out).unwrap();
+                msgpack_out.len()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("json_to_msgpack_via_tree_peer", size), &size, |b, _| {
+            b.iter(|| {
+                rmp_serde::to_vec(&serde_json::from_str::<Value>(black_box(&text)).unwrap()).unwrap().len()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = bus, router, queue, breaker, store, codec
+    targets = bus, router, queue, breaker, store, codec, transcode
 }
 criterion_main!(benches);
