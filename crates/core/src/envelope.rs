@@ -331,19 +331,23 @@ fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), CodecErr
     Ok(())
 }
 
-/// A bounds-checked cursor over MessagePack bytes (also reads the bridge's frames).
-pub(crate) struct Reader<'a> {
+/// A bounds-checked cursor over MessagePack bytes: the one MessagePack reader
+/// of the project (envelopes, the bridge's frames, state images, the JSON
+/// transcoder, the wasm package's exact decode path). Reading past the end is
+/// [`CodecError::Truncated`], never a panic.
+pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    /// A cursor at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
     /// Bytes not read yet.
-    pub(crate) fn remaining(&self) -> usize {
+    pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
@@ -395,7 +399,8 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         let end =
             self.pos.checked_add(n).filter(|&end| end <= self.buf.len()).ok_or(CodecError::Truncated)?;
         let out = &self.buf[self.pos..end];
@@ -403,11 +408,13 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    pub(crate) fn be(&mut self, n: usize) -> Result<u64, CodecError> {
+    /// The next `n` (at most 8) bytes as a big-endian unsigned integer.
+    pub fn be(&mut self, n: usize) -> Result<u64, CodecError> {
         Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | b as u64))
     }
 
-    pub(crate) fn marker(&mut self) -> Result<Marker, CodecError> {
+    /// The next value's marker (type byte).
+    pub fn marker(&mut self) -> Result<Marker, CodecError> {
         Ok(Marker::from_u8(self.take(1)?[0]))
     }
 

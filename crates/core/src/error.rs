@@ -1,5 +1,5 @@
 //! Typed errors. Every enum is `#[non_exhaustive]`, has a hand-written `Display`
-//! and a stable machine-readable [`code`](TopicError::code) that the wasm package
+//! and a stable machine-readable [`code`](BusError::code) that the wasm package
 //! and the bridge hand to their clients unchanged.
 
 use core::fmt;

@@ -6,6 +6,8 @@
 use js_sys::{Array, Uint8Array};
 use rmp::encode as w;
 use rmp::Marker;
+use swarmbus_core::envelope::Reader;
+use swarmbus_core::CodecError;
 use wasm_bindgen::prelude::*;
 
 use crate::codec::MAX_DEPTH;
@@ -119,38 +121,32 @@ pub(crate) fn encode_value(value: &JsValue, out: &mut Vec<u8>, depth: usize) -> 
 /// Decodes one MessagePack value into JS: integers beyond ±2^53 as `BigInt`,
 /// bin (and strings that are not UTF-8) as `Uint8Array`, ext as `[type, Uint8Array]`.
 pub(crate) fn decode_value(bytes: &[u8]) -> Result<JsValue> {
-    let mut cursor = Cursor { bytes, pos: 0 };
+    let mut cursor = Cursor(Reader::new(bytes));
     let value = cursor.value(MAX_DEPTH)?;
-    match cursor.bytes.len() - cursor.pos {
+    match cursor.0.remaining() {
         0 => Ok(value),
         extra => Err(Error::decode(format_args!("{extra} bytes after the end of the value"))),
     }
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+/// Core's MessagePack reader, building JS values.
+struct Cursor<'a>(Reader<'a>);
+
+fn truncated(_: CodecError) -> Error {
+    Error::decode("invalid MessagePack: the input ends inside a value")
 }
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: u64) -> Result<&'a [u8]> {
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pos.checked_add(n))
-            .filter(|&end| end <= self.bytes.len())
-            .ok_or_else(|| Error::decode("invalid MessagePack: the input ends inside a value"))?;
-        let out = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(out)
+        self.0.take(usize::try_from(n).unwrap_or(usize::MAX)).map_err(truncated)
     }
 
     fn be(&mut self, n: u64) -> Result<u64> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        self.0.be(n as usize).map_err(truncated)
     }
 
     fn value(&mut self, depth: usize) -> Result<JsValue> {
-        let marker = Marker::from_u8(self.take(1)?[0]);
-        Ok(match marker {
+        Ok(match self.0.marker().map_err(truncated)? {
             Marker::Null => JsValue::NULL,
             Marker::True => JsValue::TRUE,
             Marker::False => JsValue::FALSE,
@@ -254,7 +250,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn check_items(&self, items: u64) -> Result<()> {
-        if items > (self.bytes.len() - self.pos) as u64 {
+        if items > self.0.remaining() as u64 {
             return Err(Error::decode("invalid MessagePack: the input ends inside a value"));
         }
         Ok(())
