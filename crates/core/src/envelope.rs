@@ -418,6 +418,24 @@ impl<'a> Reader<'a> {
         Ok(Marker::from_u8(self.take(1)?[0]))
     }
 
+    /// The length that follows `marker` (just read): items of an array,
+    /// entries of a map, bytes of a str, bin or ext (an ext's type byte is not
+    /// counted). Other markers carry no length: `UnexpectedType`.
+    pub fn len_after(&mut self, marker: Marker) -> Result<u64, CodecError> {
+        Ok(match marker {
+            Marker::FixStr(n) | Marker::FixArray(n) | Marker::FixMap(n) => n.into(),
+            Marker::FixExt1 => 1,
+            Marker::FixExt2 => 2,
+            Marker::FixExt4 => 4,
+            Marker::FixExt8 => 8,
+            Marker::FixExt16 => 16,
+            Marker::Str8 | Marker::Bin8 | Marker::Ext8 => self.be(1)?,
+            Marker::Str16 | Marker::Bin16 | Marker::Ext16 | Marker::Array16 | Marker::Map16 => self.be(2)?,
+            Marker::Str32 | Marker::Bin32 | Marker::Ext32 | Marker::Array32 | Marker::Map32 => self.be(4)?,
+            _ => return Err(CodecError::UnexpectedType { field: "length" }),
+        })
+    }
+
     /// True when the next value is `nil`.
     pub(crate) fn peek_nil(&self) -> bool {
         self.buf.get(self.pos) == Some(&Marker::Null.to_u8())

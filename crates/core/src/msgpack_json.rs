@@ -63,7 +63,8 @@ struct Writer<'o> {
 
 impl Writer<'_> {
     fn value(&mut self, r: &mut Reader<'_>, depth: usize) -> Result<(), ToJsonError> {
-        match r.marker()? {
+        let marker = r.marker()?;
+        match marker {
             Marker::Null => self.out.push_str("null"),
             Marker::True => self.out.push_str("true"),
             Marker::False => self.out.push_str("false"),
@@ -79,16 +80,18 @@ impl Writer<'_> {
             Marker::I64 => self.int(r.be(8)? as i64)?,
             Marker::F32 => self.float(f32::from_bits(r.be(4)? as u32))?,
             Marker::F64 => self.float(f64::from_bits(r.be(8)?))?,
-            Marker::FixStr(n) => self.string(r, n.into())?,
-            Marker::Str8 => self.string_with_len(r, 1)?,
-            Marker::Str16 => self.string_with_len(r, 2)?,
-            Marker::Str32 => self.string_with_len(r, 4)?,
-            Marker::FixArray(n) => self.array(r, n.into(), depth)?,
-            Marker::Array16 => self.array_with_len(r, 2, depth)?,
-            Marker::Array32 => self.array_with_len(r, 4, depth)?,
-            Marker::FixMap(n) => self.map(r, n.into(), depth)?,
-            Marker::Map16 => self.map_with_len(r, 2, depth)?,
-            Marker::Map32 => self.map_with_len(r, 4, depth)?,
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
+                let len = r.len_after(marker)?;
+                self.string(r, len)?
+            }
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+                let len = r.len_after(marker)?;
+                self.array(r, len, depth)?
+            }
+            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+                let len = r.len_after(marker)?;
+                self.map(r, len, depth)?
+            }
             Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => return Err(ToJsonError::NotJson("binary")),
             Marker::FixExt1
             | Marker::FixExt2
@@ -125,11 +128,6 @@ impl Writer<'_> {
         }
         self.out.push_str(self.floats.format_finite(f));
         Ok(())
-    }
-
-    fn string_with_len(&mut self, r: &mut Reader<'_>, width: usize) -> Result<(), ToJsonError> {
-        let len = r.be(width)?;
-        self.string(r, len)
     }
 
     fn string(&mut self, r: &mut Reader<'_>, len: u64) -> Result<(), ToJsonError> {
@@ -169,11 +167,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn array_with_len(&mut self, r: &mut Reader<'_>, width: usize, depth: usize) -> Result<(), ToJsonError> {
-        let len = r.be(width)?;
-        self.array(r, len, depth)
-    }
-
     fn array(&mut self, r: &mut Reader<'_>, len: u64, depth: usize) -> Result<(), ToJsonError> {
         let depth = nested(depth)?;
         self.out.push('[');
@@ -187,11 +180,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn map_with_len(&mut self, r: &mut Reader<'_>, width: usize, depth: usize) -> Result<(), ToJsonError> {
-        let len = r.be(width)?;
-        self.map(r, len, depth)
-    }
-
     fn map(&mut self, r: &mut Reader<'_>, len: u64, depth: usize) -> Result<(), ToJsonError> {
         let depth = nested(depth)?;
         self.out.push('{');
@@ -200,10 +188,9 @@ impl Writer<'_> {
                 self.out.push(',');
             }
             let key_len = match r.marker()? {
-                Marker::FixStr(n) => n.into(),
-                Marker::Str8 => r.be(1)?,
-                Marker::Str16 => r.be(2)?,
-                Marker::Str32 => r.be(4)?,
+                key @ (Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32) => {
+                    r.len_after(key)?
+                }
                 _ => return Err(ToJsonError::NotJson("map key is not a string")),
             };
             self.string(r, key_len)?;

@@ -705,9 +705,7 @@ mod msgpack {
 
     fn array_len(r: &mut Reader<'_>) -> Option<u64> {
         match r.marker().ok()? {
-            Marker::FixArray(n) => Some(n.into()),
-            Marker::Array16 => r.be(2).ok(),
-            Marker::Array32 => r.be(4).ok(),
+            array @ (Marker::FixArray(_) | Marker::Array16 | Marker::Array32) => r.len_after(array).ok(),
             _ => None,
         }
     }
@@ -718,7 +716,8 @@ mod msgpack {
         let unexpected = CodecError::UnexpectedType { field: "value" };
         let depth = depth.checked_sub(1).ok_or(CodecError::UnexpectedType { field: "nesting" })?;
         let float = |f: f64| Number::from_f64(f).map_or(Value::Null, Value::Number);
-        Ok(match r.marker()? {
+        let marker = r.marker()?;
+        Ok(match marker {
             Marker::Null => Value::Null,
             Marker::True => Value::Bool(true),
             Marker::False => Value::Bool(false),
@@ -734,33 +733,25 @@ mod msgpack {
             Marker::I64 => Value::from(r.be(8)? as i64),
             Marker::F32 => float(f32::from_bits(r.be(4)? as u32).into()),
             Marker::F64 => float(f64::from_bits(r.be(8)?)),
-            Marker::FixStr(n) => Value::String(string(r, n.into())?),
-            Marker::Str8 => Value::String(string_with_len(r, 1)?),
-            Marker::Str16 => Value::String(string_with_len(r, 2)?),
-            Marker::Str32 => Value::String(string_with_len(r, 4)?),
-            Marker::FixArray(n) => array(r, n.into(), depth)?,
-            Marker::Array16 => array_with_len(r, 2, depth)?,
-            Marker::Array32 => array_with_len(r, 4, depth)?,
-            Marker::FixMap(n) => map(r, n.into(), depth)?,
-            Marker::Map16 => map_with_len(r, 2, depth)?,
-            Marker::Map32 => map_with_len(r, 4, depth)?,
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
+                let len = r.len_after(marker)?;
+                Value::String(string(r, len)?)
+            }
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+                let len = r.len_after(marker)?;
+                array(r, len, depth)?
+            }
+            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+                let len = r.len_after(marker)?;
+                map(r, len, depth)?
+            }
             _ => return Err(unexpected),
         })
-    }
-
-    fn string_with_len(r: &mut Reader<'_>, width: usize) -> Result<String, CodecError> {
-        let len = r.be(width)?;
-        string(r, len)
     }
 
     fn string(r: &mut Reader<'_>, len: u64) -> Result<String, CodecError> {
         let bytes = r.take(usize::try_from(len).map_err(|_| CodecError::Truncated)?)?;
         core::str::from_utf8(bytes).map(String::from).map_err(|_| CodecError::InvalidUtf8 { field: "value" })
-    }
-
-    fn array_with_len(r: &mut Reader<'_>, width: usize, depth: usize) -> Result<Value, CodecError> {
-        let len = r.be(width)?;
-        array(r, len, depth)
     }
 
     fn array(r: &mut Reader<'_>, len: u64, depth: usize) -> Result<Value, CodecError> {
@@ -769,11 +760,6 @@ mod msgpack {
             return Err(CodecError::Truncated);
         }
         (0..len).map(|_| read_value(r, depth)).collect::<Result<_, _>>().map(Value::Array)
-    }
-
-    fn map_with_len(r: &mut Reader<'_>, width: usize, depth: usize) -> Result<Value, CodecError> {
-        let len = r.be(width)?;
-        map(r, len, depth)
     }
 
     fn map(r: &mut Reader<'_>, len: u64, depth: usize) -> Result<Value, CodecError> {

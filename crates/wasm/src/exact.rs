@@ -67,7 +67,8 @@ extern "C" {
 /// maps nest at most `depth` levels.
 pub(crate) fn encode_value(value: &JsValue, out: &mut Vec<u8>, depth: usize) -> Result<()> {
     // Writing into a Vec cannot fail, so the writers' Results carry no information.
-    match value_kind(value) {
+    let kind = value_kind(value);
+    match kind {
         NULLISH => drop(w::write_nil(out)),
         FALSE => drop(w::write_bool(out, false)),
         TRUE => drop(w::write_bool(out, true)),
@@ -93,7 +94,7 @@ pub(crate) fn encode_value(value: &JsValue, out: &mut Vec<u8>, depth: usize) -> 
             let depth = depth.checked_sub(1).ok_or_else(|| {
                 Error::invalid(format_args!("the value nests deeper than {MAX_DEPTH} levels"))
             })?;
-            if value_kind(value) == ARRAY {
+            if kind == ARRAY {
                 let items: Array = value.clone().unchecked_into();
                 let _ = w::write_array_len(out, items.length());
                 for item in items.iter() {
@@ -146,7 +147,8 @@ impl<'a> Cursor<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<JsValue> {
-        Ok(match self.0.marker().map_err(truncated)? {
+        let marker = self.0.marker().map_err(truncated)?;
+        Ok(match marker {
             Marker::Null => JsValue::NULL,
             Marker::True => JsValue::TRUE,
             Marker::False => JsValue::FALSE,
@@ -162,44 +164,39 @@ impl<'a> Cursor<'a> {
             Marker::I64 => i64_to_js(self.be(8)? as i64),
             Marker::F32 => f64::from(f32::from_bits(self.be(4)? as u32)).into(),
             Marker::F64 => f64::from_bits(self.be(8)?).into(),
-            Marker::FixStr(n) => self.string(n.into())?,
-            Marker::Str8 => self.sized(1, Self::string)?,
-            Marker::Str16 => self.sized(2, Self::string)?,
-            Marker::Str32 => self.sized(4, Self::string)?,
-            Marker::Bin8 => self.sized(1, Self::bin)?,
-            Marker::Bin16 => self.sized(2, Self::bin)?,
-            Marker::Bin32 => self.sized(4, Self::bin)?,
-            Marker::FixArray(n) => self.array(n.into(), depth)?,
-            Marker::Array16 => self.sized_nested(2, depth, Self::array)?,
-            Marker::Array32 => self.sized_nested(4, depth, Self::array)?,
-            Marker::FixMap(n) => self.map(n.into(), depth)?,
-            Marker::Map16 => self.sized_nested(2, depth, Self::map)?,
-            Marker::Map32 => self.sized_nested(4, depth, Self::map)?,
-            Marker::FixExt1 => self.ext(1)?,
-            Marker::FixExt2 => self.ext(2)?,
-            Marker::FixExt4 => self.ext(4)?,
-            Marker::FixExt8 => self.ext(8)?,
-            Marker::FixExt16 => self.ext(16)?,
-            Marker::Ext8 => self.sized(1, Self::ext)?,
-            Marker::Ext16 => self.sized(2, Self::ext)?,
-            Marker::Ext32 => self.sized(4, Self::ext)?,
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
+                let len = self.len_after(marker)?;
+                self.string(len)?
+            }
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+                let len = self.len_after(marker)?;
+                self.bin(len)?
+            }
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+                let len = self.len_after(marker)?;
+                self.array(len, depth)?
+            }
+            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+                let len = self.len_after(marker)?;
+                self.map(len, depth)?
+            }
+            Marker::FixExt1
+            | Marker::FixExt2
+            | Marker::FixExt4
+            | Marker::FixExt8
+            | Marker::FixExt16
+            | Marker::Ext8
+            | Marker::Ext16
+            | Marker::Ext32 => {
+                let len = self.len_after(marker)?;
+                self.ext(len)?
+            }
             Marker::Reserved => return Err(Error::decode("invalid MessagePack: marker 0xc1 is never used")),
         })
     }
 
-    fn sized(&mut self, width: u64, read: fn(&mut Self, u64) -> Result<JsValue>) -> Result<JsValue> {
-        let len = self.be(width)?;
-        read(self, len)
-    }
-
-    fn sized_nested(
-        &mut self,
-        width: u64,
-        depth: usize,
-        read: fn(&mut Self, u64, usize) -> Result<JsValue>,
-    ) -> Result<JsValue> {
-        let len = self.be(width)?;
-        read(self, len, depth)
+    fn len_after(&mut self, marker: Marker) -> Result<u64> {
+        self.0.len_after(marker).map_err(truncated)
     }
 
     fn string(&mut self, len: u64) -> Result<JsValue> {
