@@ -29,6 +29,17 @@ async function routeUp(bus, topic, receiver) {
   }, 10_000, `a probe on ${topic}`);
 }
 
+/** A bus recording `prefix.>` from the bridge and a bus forwarding `prefix.>` to it, both connected, the route up. */
+async function connectedPair(url, prefix) {
+  const receiver = recordingBus(`${prefix}.>`);
+  const mr = new Messenger(receiver.bus, { WebSocket, subscribe: [`${prefix}.>`] });
+  const sender = new Bus();
+  const ms = new Messenger(sender, { WebSocket, forward: [`${prefix}.>`] });
+  await Promise.all([mr.connect(url), ms.connect(url)]);
+  await routeUp(sender, `${prefix}.probe`, receiver);
+  return { receiver, mr, sender, ms };
+}
+
 test('events forwarded by one messenger reach the other bus, decoded, with their priority and id', async (t) => {
   const bridge = await startBridge();
   t.after(() => bridge.stop());
@@ -65,12 +76,7 @@ test('events forwarded by one messenger reach the other bus, decoded, with their
 test('a burst published in one task is sent most urgent first, FIFO within a priority', async (t) => {
   const bridge = await startBridge();
   t.after(() => bridge.stop());
-  const receiver = recordingBus('burst.>');
-  const mr = new Messenger(receiver.bus, { WebSocket, subscribe: ['burst.>'] });
-  const sender = new Bus();
-  const ms = new Messenger(sender, { WebSocket, forward: ['burst.>'] });
-  await Promise.all([mr.connect(bridge.wsUrl), ms.connect(bridge.wsUrl)]);
-  await routeUp(sender, 'burst.probe', receiver);
+  const { receiver, mr, sender, ms } = await connectedPair(bridge.wsUrl, 'burst');
   const priorities = [1, 9, 4, 4, 0, 8, 9, 1, 5];
   priorities.forEach((priority, i) => sender.publish(`burst.e${i}`, i, priority));
   await until(() => receiver.events.length === priorities.length, 5_000, 'the burst');
@@ -209,12 +215,7 @@ test('connect rejects with the bridge code for missing or bad tokens, and with U
 test('a freed Bus stops hearing remote events even while its Messenger lives', async (t) => {
   const bridge = await startBridge();
   t.after(() => bridge.stop());
-  const receiver = recordingBus('f.>');
-  const mr = new Messenger(receiver.bus, { WebSocket, subscribe: ['f.>'] });
-  const sender = new Bus();
-  const ms = new Messenger(sender, { WebSocket, forward: ['f.>'] });
-  await Promise.all([mr.connect(bridge.wsUrl), ms.connect(bridge.wsUrl)]);
-  await routeUp(sender, 'f.probe', receiver);
+  const { receiver, mr, sender, ms } = await connectedPair(bridge.wsUrl, 'f');
   receiver.bus.free();
   sender.publish('f.after', 1);
   await new Promise((resolve) => setTimeout(resolve, 200));
