@@ -22,11 +22,7 @@ const THREW: u8 = 0;
 const RETURNED_PROMISE: u8 = 2;
 
 // What `f()` returned or threw stays in JS until `take_called` (no result object per call).
-#[wasm_bindgen(inline_js = "
-let called;
-export function call_guarded(f) { try { called = f(); return called instanceof Promise ? 2 : 1; } catch (error) { called = error; return 0; } }
-export function take_called() { const value = called; called = undefined; return value; }
-")]
+#[wasm_bindgen(module = "/src/helpers.js")]
 extern "C" {
     /// Calls `f()`: `THREW` (0), returned a value (1) or `RETURNED_PROMISE` (2).
     fn call_guarded(f: &Function) -> u8;

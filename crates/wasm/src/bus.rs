@@ -536,13 +536,7 @@ fn event_object(event: &Event<Payload>, topic: &JsValue) -> JsValue {
 
 // The handler call catches in JS and keeps what was thrown for `take_thrown`: wasm-bindgen's
 // own `catch` path leaked one externref slot per caught exception in our soak test.
-#[wasm_bindgen(inline_js = "
-export function make_event(id, topic, priority, timestamp, p, i) { return { id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }; }
-let thrown;
-export function call_handler(f, id, topic, priority, timestamp, p, i) { try { f({ id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }); return true; } catch (error) { thrown = error; return false; } }
-export function take_thrown() { const error = thrown; thrown = undefined; return error; }
-export function option_number(o, key) { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; }
-")]
+#[wasm_bindgen(module = "/src/helpers.js")]
 extern "C" {
     /// The event object; `payload[index]` is the payload unless `index` is -1.
     fn make_event(

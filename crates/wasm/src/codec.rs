@@ -45,21 +45,7 @@ pub fn encode(value: JsValue) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-#[wasm_bindgen(inline_js = "
-const EXACT = Symbol('exact');
-function replacer(key, v) {
-  switch (typeof v) {
-    case 'undefined': return null;
-    case 'number': if (!Number.isFinite(v)) throw EXACT; return v;
-    case 'object': if (v !== null && (ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof Map)) throw EXACT; return v;
-    case 'bigint': case 'function': case 'symbol': throw EXACT;
-    default: return v;
-  }
-}
-export function json_text(value) {
-  try { return JSON.stringify(value, replacer); } catch (error) { return error === EXACT ? undefined : error; }
-}
-")]
+#[wasm_bindgen(module = "/src/helpers.js")]
 extern "C" {
     /// `value` as JSON text (`undefined` → `null`); `undefined` when it holds
     /// something JSON cannot carry exactly; what was thrown for a cycle or a throwing getter.
@@ -219,28 +205,7 @@ pub(crate) fn with_header<T>(
     f(envelope::peek_header(&prefix[..(len as usize).min(PREFIX)])?)
 }
 
-#[wasm_bindgen(inline_js = "
-export function make_header(id, topic, priority) { return { id, topic, priority }; }
-export function make_envelope(id, topic, priority, timestamp, ttlMs, sender, swarm, correlationId, payload) {
-  const out = { id, topic, priority, timestamp };
-  if (ttlMs !== undefined) out.ttlMs = ttlMs;
-  if (sender !== undefined) out.sender = sender;
-  if (swarm !== undefined) out.swarm = swarm;
-  if (correlationId !== undefined) out.correlationId = correlationId;
-  out.payload = payload;
-  return out;
-}
-export function copy_prefix(bytes, memory, ptr, max) {
-  if (!(bytes instanceof Uint8Array)) {
-    if (!Array.isArray(bytes)) return -1;
-    bytes = Uint8Array.from(bytes);
-  }
-  const len = bytes.length;
-  const n = len < max ? len : max;
-  new Uint8Array(memory.buffer, ptr, n).set(n === len ? bytes : bytes.subarray(0, n));
-  return len;
-}
-")]
+#[wasm_bindgen(module = "/src/helpers.js")]
 extern "C" {
     fn make_header(id: &JsValue, topic: &JsValue, priority: u8) -> JsValue;
     /// The `decodeEnvelope` object; `undefined` optional fields are left out.

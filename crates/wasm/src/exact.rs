@@ -25,31 +25,7 @@ const ARRAY: u8 = 6;
 const BYTES: u8 = 7;
 const ENTRIES: u8 = 8;
 
-#[wasm_bindgen(inline_js = "
-export function value_kind(v) {
-  switch (typeof v) {
-    case 'undefined': return 0;
-    case 'boolean': return v ? 2 : 1;
-    case 'number': return 3;
-    case 'string': return 4;
-    case 'bigint': return 5;
-    case 'object':
-      if (v === null) return 0;
-      if (Array.isArray(v)) return 6;
-      if (v instanceof Uint8Array || v instanceof ArrayBuffer) return 7;
-      if (ArrayBuffer.isView(v)) return 9;
-      return 8;
-    default: return 9;
-  }
-}
-export function as_bytes(v) { return v instanceof Uint8Array ? v : new Uint8Array(v); }
-export function entries_of(v) { return v instanceof Map ? Array.from(v) : Object.entries(v); }
-export function set_key(o, k, v) {
-  if (k === '__proto__') Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
-  else o[k] = v;
-}
-export function new_object() { return {}; }
-")]
+#[wasm_bindgen(module = "/src/helpers.js")]
 extern "C" {
     /// The kind of a JS value (the constants above; 9 for what cannot be encoded).
     fn value_kind(v: &JsValue) -> u8;

@@ -641,12 +641,7 @@ impl Outbound for Forwarder {
     }
 }
 
-#[wasm_bindgen(inline_js = "
-export function open_web_socket(ctor, url) {
-  try { const ws = new ctor(url); ws.binaryType = 'arraybuffer'; return ws; }
-  catch (error) { return error instanceof Error ? error : new Error(String(error)); }
-}
-")]
+#[wasm_bindgen(module = "/src/helpers.js")]
 extern "C" {
     /// `new ctor(url)` with `binaryType = 'arraybuffer'`, or the `Error` it threw.
     fn open_web_socket(ctor: &JsValue, url: &str) -> JsValue;

@@ -1,0 +1,80 @@
+// Small JS helpers the wasm crate imports (one module, so one file to load).
+// Each section belongs to the Rust module named in its heading.
+
+// --- bus.rs
+export function make_event(id, topic, priority, timestamp, p, i) { return { id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }; }
+let thrown;
+export function call_handler(f, id, topic, priority, timestamp, p, i) { try { f({ id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }); return true; } catch (error) { thrown = error; return false; } }
+export function take_thrown() { const error = thrown; thrown = undefined; return error; }
+export function option_number(o, key) { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; }
+
+// --- codec.rs
+const EXACT = Symbol('exact');
+function replacer(key, v) {
+  switch (typeof v) {
+    case 'undefined': return null;
+    case 'number': if (!Number.isFinite(v)) throw EXACT; return v;
+    case 'object': if (v !== null && (ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof Map)) throw EXACT; return v;
+    case 'bigint': case 'function': case 'symbol': throw EXACT;
+    default: return v;
+  }
+}
+export function json_text(value) {
+  try { return JSON.stringify(value, replacer); } catch (error) { return error === EXACT ? undefined : error; }
+}
+export function make_header(id, topic, priority) { return { id, topic, priority }; }
+export function make_envelope(id, topic, priority, timestamp, ttlMs, sender, swarm, correlationId, payload) {
+  const out = { id, topic, priority, timestamp };
+  if (ttlMs !== undefined) out.ttlMs = ttlMs;
+  if (sender !== undefined) out.sender = sender;
+  if (swarm !== undefined) out.swarm = swarm;
+  if (correlationId !== undefined) out.correlationId = correlationId;
+  out.payload = payload;
+  return out;
+}
+export function copy_prefix(bytes, memory, ptr, max) {
+  if (!(bytes instanceof Uint8Array)) {
+    if (!Array.isArray(bytes)) return -1;
+    bytes = Uint8Array.from(bytes);
+  }
+  const len = bytes.length;
+  const n = len < max ? len : max;
+  new Uint8Array(memory.buffer, ptr, n).set(n === len ? bytes : bytes.subarray(0, n));
+  return len;
+}
+
+// --- breaker.rs
+let called;
+export function call_guarded(f) { try { called = f(); return called instanceof Promise ? 2 : 1; } catch (error) { called = error; return 0; } }
+export function take_called() { const value = called; called = undefined; return value; }
+
+// --- exact.rs
+export function value_kind(v) {
+  switch (typeof v) {
+    case 'undefined': return 0;
+    case 'boolean': return v ? 2 : 1;
+    case 'number': return 3;
+    case 'string': return 4;
+    case 'bigint': return 5;
+    case 'object':
+      if (v === null) return 0;
+      if (Array.isArray(v)) return 6;
+      if (v instanceof Uint8Array || v instanceof ArrayBuffer) return 7;
+      if (ArrayBuffer.isView(v)) return 9;
+      return 8;
+    default: return 9;
+  }
+}
+export function as_bytes(v) { return v instanceof Uint8Array ? v : new Uint8Array(v); }
+export function entries_of(v) { return v instanceof Map ? Array.from(v) : Object.entries(v); }
+export function set_key(o, k, v) {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+export function new_object() { return {}; }
+
+// --- messenger.rs
+export function open_web_socket(ctor, url) {
+  try { const ws = new ctor(url); ws.binaryType = 'arraybuffer'; return ws; }
+  catch (error) { return error instanceof Error ? error : new Error(String(error)); }
+}
