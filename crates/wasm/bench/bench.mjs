@@ -8,9 +8,16 @@ import mitt from 'mitt';
 import { decode as msgpackDecode, encode as msgpackEncode } from '@msgpack/msgpack';
 import { pack, unpack } from 'msgpackr';
 import CircuitBreakerPeer from 'opossum';
-import { Bus, CircuitBreaker, encode, decode, encodeEnvelope, peekHeader } from 'swarmbus/node';
+import qlobber from 'qlobber';
+import * as swarmbus from 'swarmbus/node';
+
+const { Bus, CircuitBreaker, encode, decode, encodeEnvelope, peekHeader } = swarmbus;
+const { Qlobber } = qlobber;
+const Router = swarmbus.Router; // the JS-side router, when the package has it
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
+// `ONLY=bus` runs the bus and routing rows only.
+const ONLY = process.env.ONLY ?? '';
 const rows = [];
 let warmedUp = false;
 
@@ -48,60 +55,199 @@ function row(name, ours, peerName, peer, target) {
 
 const fmt = (x) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)} M/s` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} k/s` : `${x.toFixed(0)} /s`);
 
-// 1. Wildcard routing: N patterns, 2 000 distinct topics matching one or two
-// patterns each. The route cache is sized to the working set (routeCache: 4096).
-for (const n of [10, 10, 100, 1000]) { // the first 10 is JIT warm-up, not reported
-  const patterns = Array.from({ length: n }, (_, i) => (i % 2 ? `swarm.s${i}.>` : `swarm.s${i}.*.task`));
-  const topics = Array.from({ length: 2000 }, (_, k) => `swarm.s${(k * 7919) % n}.agent${k % 100}.task`);
-  let hits = 0;
-  const bus = new Bus({ capacity: 1 << 16, breaker: false, routeCache: 4096 });
-  for (const p of patterns) bus.subscribe(p, () => { hits++; });
-  const ours = rate(topics.length, () => {
-    for (const t of topics) bus.publish(t, null);
+// The JavaScript baseline: the bus a JS developer would write instead of ours.
+// A Map from exact topic to handlers, qlobber for wildcard patterns, ten
+// priority arrays (9 first, FIFO within one), a try/catch per handler call.
+class BaselineBus {
+  constructor() {
+    this.exact = new Map();
+    this.wild = new Qlobber({ separator: '.', wildcard_one: '*', wildcard_some: '>' });
+    this.wildCount = 0;
+    this.levels = Array.from({ length: 10 }, () => []);
+    this.errors = 0;
+  }
+  subscribe(pattern, handler) {
+    if (/(^|\.)[*>](\.|$)/.test(pattern)) { this.wild.add(pattern, handler); this.wildCount++; return; }
+    let list = this.exact.get(pattern);
+    if (!list) this.exact.set(pattern, (list = []));
+    list.push(handler);
+  }
+  publish(topic, payload, priority = 5) {
+    this.levels[priority].push({ topic, priority, payload });
+  }
+  publishBatch(topic, payloads, priority = 5) {
+    const level = this.levels[priority];
+    for (let i = 0; i < payloads.length; i++) level.push({ topic, priority, payload: payloads[i] });
+  }
+  drain() {
+    let calls = 0;
+    for (let p = 9; p >= 0; p--) {
+      const level = this.levels[p];
+      for (let i = 0; i < level.length; i++) {
+        const event = level[i];
+        const exact = this.exact.get(event.topic);
+        if (exact !== undefined) {
+          for (let h = 0; h < exact.length; h++) {
+            try { exact[h](event); } catch { this.errors++; }
+            calls++;
+          }
+        }
+        if (this.wildCount > 0) {
+          for (const handler of this.wild.match(event.topic)) {
+            try { handler(event); } catch { this.errors++; }
+            calls++;
+          }
+        }
+      }
+      level.length = 0;
+    }
+    return calls;
+  }
+}
+
+// 1. Deliveries (handler calls) per second, the same number of handlers on
+// every side. Events on one exact topic at priorities 0–9 (i % 10).
+const TOPIC = 'swarm.alpha.task';
+for (const handlers of [1, 1, 10]) { // the first row is JIT warm-up, not reported
+  const N = 20_000;
+  const deliveries = N * handlers;
+  const payloads = Array.from({ length: N }, (_, i) => i);
+  let sum = 0;
+  const handler = (e) => { sum += e.payload; };
+  const bus = new Bus({ capacity: 1 << 16, breaker: false });
+  for (let h = 0; h < handlers; h++) bus.subscribe(TOPIC, handler);
+  const ours = rate(deliveries, () => {
+    for (let i = 0; i < N; i++) bus.publish(TOPIC, payloads[i], i % 10);
     bus.drain();
   });
-  const compiled = patterns.map((p) => ({
-    re: new RegExp('^' + p.split('.').map((t) => (t === '*' ? '[^.]+' : t === '>' ? '.+' : t.replace(/[-/\\^$+?()|[\]{}]/g, '\\$&'))).join('\\.') + '$'),
-    fn: () => { hits++; },
-  }));
-  const peer = rate(topics.length, () => {
-    for (const t of topics) for (const { re, fn } of compiled) if (re.test(t)) fn();
+  const oursBreakers = (() => {
+    const withBreakers = new Bus({ capacity: 1 << 16 });
+    for (let h = 0; h < handlers; h++) withBreakers.subscribe(TOPIC, handler);
+    const r = rate(deliveries, () => {
+      for (let i = 0; i < N; i++) withBreakers.publish(TOPIC, payloads[i], i % 10);
+      withBreakers.drain();
+    });
+    withBreakers.free();
+    return r;
+  })();
+  const baseline = new BaselineBus();
+  for (let h = 0; h < handlers; h++) baseline.subscribe(TOPIC, handler);
+  const base = rate(deliveries, () => {
+    for (let i = 0; i < N; i++) baseline.publish(TOPIC, payloads[i], i % 10);
+    baseline.drain();
   });
-  if (warmedUp) row(`wildcard routing, ${n} patterns (publish+drain)`, ours, 'RegExp loop', peer, n === 100 ? '≥ 30×' : n === 1000 ? '≥ 300×' : '');
+  const name = `deliveries: publish + drain one by one, ${handlers} handler${handlers > 1 ? 's' : ''}, priorities 0–9`;
+  if (warmedUp) {
+    row(name, ours, 'the JavaScript baseline', base, '≥ 1×');
+    row(`${name}, breaker per subscription`, oursBreakers, 'the JavaScript baseline', base, '≥ 1×');
+    for (const [peerName, emitter] of [['eventemitter3', new EventEmitter()], ['tseep', new Tseep()], ['node:events', new NodeEmitter()], ['mitt', mitt()]]) {
+      for (let h = 0; h < handlers; h++) emitter.on(TOPIC, (v) => { sum += v; });
+      const peer = rate(deliveries, () => { for (let i = 0; i < N; i++) emitter.emit(TOPIC, i); });
+      row(name, ours, `${peerName} (no priorities)`, peer, peerName === 'eventemitter3' ? 'stretch ≥ 0.5×' : '');
+    }
+  }
   warmedUp = true;
   bus.free();
 }
 
-// 2. Bus publish+drain with priorities (batched path) vs eventemitter3 with 10 listeners and an array priority queue.
-{
+// 2. publishBatch + drain: 10 batches of 1 000 at priorities 0–9, 1 and 10 handlers.
+for (const handlers of [1, 10]) {
   const N = 10_000;
+  const deliveries = N * handlers;
   const payloads = Array.from({ length: N }, (_, i) => i);
-  const bus = new Bus({ capacity: 1 << 16, breaker: false });
+  const batches = Array.from({ length: 10 }, (_, p) => payloads.slice(p * 1000, (p + 1) * 1000));
   let sum = 0;
-  bus.subscribe('swarm.alpha.task', (e) => { sum += e.payload; });
-  const ours = rate(N, () => {
-    for (let p = 0; p < 10; p++) bus.publishBatch('swarm.alpha.task', payloads.slice(p * 1000, (p + 1) * 1000), p);
+  const handler = (e) => { sum += e.payload; };
+  const bus = new Bus({ capacity: 1 << 16, breaker: false });
+  for (let h = 0; h < handlers; h++) bus.subscribe(TOPIC, handler);
+  const ours = rate(deliveries, () => {
+    for (let p = 0; p < 10; p++) bus.publishBatch(TOPIC, batches[p], p);
     bus.drain();
   });
-  const buckets = Array.from({ length: 10 }, () => []);
-  const queuePeer = rate(N, () => {
-    for (let i = 0; i < N; i++) buckets[(i / 1000) | 0].push(i);
-    for (let p = 9; p >= 0; p--) { for (const v of buckets[p]) sum += v; buckets[p].length = 0; }
+  const baseline = new BaselineBus();
+  for (let h = 0; h < handlers; h++) baseline.subscribe(TOPIC, handler);
+  const base = rate(deliveries, () => {
+    for (let p = 0; p < 10; p++) baseline.publishBatch(TOPIC, batches[p], p);
+    baseline.drain();
   });
-  const ee = new EventEmitter();
-  for (let l = 0; l < 10; l++) ee.on('swarm.alpha.task', (v) => { sum += v; });
-  const eePeer = rate(N, () => { for (let i = 0; i < N; i++) ee.emit('swarm.alpha.task', i); });
-  row('bus publishBatch + drain, priorities', ours, '10-bucket array queue', queuePeer, '≥ 5M/s');
-  row('bus publishBatch + drain, priorities', ours, 'eventemitter3, 10 listeners', eePeer, '');
-  for (const [name, emitter] of [['tseep', new Tseep()], ['node:events', new NodeEmitter()], ['mitt', mitt()]]) {
-    for (let l = 0; l < 10; l++) emitter.on('swarm.alpha.task', (v) => { sum += v; });
-    const peer = rate(N, () => { for (let i = 0; i < N; i++) emitter.emit('swarm.alpha.task', i); });
-    row('bus publishBatch + drain, priorities', ours, `${name}, 10 listeners`, peer, '');
-  }
+  row(`deliveries: publishBatch + drain, ${handlers} handler${handlers > 1 ? 's' : ''}, priorities 0–9`, ours, 'the JavaScript baseline', base, '≥ 1×');
   bus.free();
 }
 
-// 3. Header-only routing of binary envelopes vs JSON.parse to read the topic,
+// 3. Wildcard routing: N patterns; for each topic find the matching handlers
+// and call them. Repeated topics: 2 000 distinct topics, each matching one
+// pattern, routed again every round (caches warm). Peers: qlobber behind a Map
+// cache of its results, qlobber uncached, a RegExp loop.
+const qlobberOptions = { separator: '.', wildcard_one: '*', wildcard_some: '>' };
+for (const n of [10, 100, 1000]) {
+  const patterns = Array.from({ length: n }, (_, i) => (i % 2 ? `swarm.s${i}.>` : `swarm.s${i}.*.task`));
+  const topics = Array.from({ length: 2000 }, (_, k) => `swarm.s${(k * 7919) % n}.agent${k % 100}.task`);
+  let hits = 0;
+  const handler = () => { hits++; };
+  const q = new Qlobber(qlobberOptions);
+  for (const p of patterns) q.add(p, handler);
+  const cache = new Map();
+  const qlobberCached = rate(topics.length, () => {
+    for (const t of topics) {
+      let hs = cache.get(t);
+      if (hs === undefined) cache.set(t, (hs = q.match(t)));
+      for (let i = 0; i < hs.length; i++) hs[i]();
+    }
+  });
+  const qlobberUncached = rate(topics.length, () => {
+    for (const t of topics) { const hs = q.match(t); for (let i = 0; i < hs.length; i++) hs[i](); }
+  });
+  const compiled = patterns.map((p) => ({
+    re: new RegExp('^' + p.split('.').map((t) => (t === '*' ? '[^.]+' : t === '>' ? '.+' : t.replace(/[-/\\^$+?()|[\]{}]/g, '\\$&'))).join('\\.') + '$'),
+    fn: handler,
+  }));
+  const regexp = rate(topics.length, () => {
+    for (const t of topics) for (const { re, fn } of compiled) if (re.test(t)) fn();
+  });
+  if (Router) {
+    const router = new Router();
+    for (const p of patterns) router.add(p, handler);
+    const ours = rate(topics.length, () => {
+      for (const t of topics) { const hs = router.match(t); for (let i = 0; i < hs.length; i++) hs[i](); }
+    });
+    row(`wildcard routing, ${n} patterns, repeated topics (Router.match + call)`, ours, 'qlobber + Map cache', qlobberCached, '≥ 1×');
+    row(`wildcard routing, ${n} patterns, repeated topics (Router.match + call)`, ours, 'RegExp loop', regexp, n === 100 ? '≥ 30×' : n === 1000 ? '≥ 300×' : '');
+    // Every topic new: each round routes 2 000 topics never seen before.
+    let round = 0;
+    const fresh = () => { round++; return topics.map((t, k) => `swarm.s${(k * 7919) % n}.r${round}x${k}.task`); };
+    const missTopics = Array.from({ length: ROUNDS + 1 }, fresh);
+    const qMissTopics = Array.from({ length: ROUNDS + 1 }, fresh);
+    let r1 = 0;
+    let r2 = 0;
+    const oursMiss = rate(topics.length, () => {
+      for (const t of missTopics[r1++]) { const hs = router.match(t); for (let i = 0; i < hs.length; i++) hs[i](); }
+    });
+    const qMiss = rate(topics.length, () => {
+      for (const t of qMissTopics[r2++]) { const hs = q.match(t); for (let i = 0; i < hs.length; i++) hs[i](); }
+    });
+    row(`wildcard routing, ${n} patterns, every topic new (Router.match + call)`, oursMiss, 'qlobber uncached', qMiss, n >= 100 ? '≥ 2×' : '');
+    router.free();
+  }
+  // The whole bus: publish + drain per topic, wildcard subscriptions.
+  const bus = new Bus({ capacity: 1 << 16, breaker: false });
+  for (const p of patterns) bus.subscribe(p, handler);
+  const oursBus = rate(topics.length, () => {
+    for (const t of topics) bus.publish(t, null);
+    bus.drain();
+  });
+  const baseline = new BaselineBus();
+  for (const p of patterns) baseline.subscribe(p, handler);
+  const base = rate(topics.length, () => {
+    for (const t of topics) baseline.publish(t, null);
+    baseline.drain();
+  });
+  row(`wildcard bus, ${n} patterns, publish + drain`, oursBus, 'the JavaScript baseline (qlobber uncached)', base, '');
+  row(`wildcard bus, ${n} patterns, publish + drain`, oursBus, 'qlobber uncached (match + call only)', qlobberUncached, '');
+  bus.free();
+}
+
+if (ONLY !== 'bus') {
+// 4. Header-only routing of binary envelopes vs JSON.parse to read the topic,
 // at several message sizes: peekHeader reads a fixed-size prefix, JSON.parse the whole text.
 for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['64 KB', 65536]]) {
   const body = { agent: 'agent-7', data: 'x'.repeat(Math.max(0, size - 80)) };
@@ -114,7 +260,7 @@ for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['6
   row(`route a ${label} message by header (peekHeader)`, ours, 'JSON.parse', peer, '≥ 40×');
 }
 
-// 4. Full decode vs JSON.parse and msgpackr.
+// 5. Full decode vs JSON.parse and msgpackr.
 for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['200 KB', 200 * 1024]]) {
   const record = (i) => ({ id: i, name: `agent-${i}`, load: i * 0.5, ok: i % 2 === 0, tags: ['a', 'b'] });
   const value = { items: [] };
@@ -138,7 +284,7 @@ for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['2
   row(`encode ${label}`, oursEncode, '@msgpack/msgpack encode', rate(n, () => { for (let i = 0; i < n; i++) msgpackEncode(value); }), '');
 }
 
-// 5. CircuitBreaker.run overhead vs opossum.
+// 6. CircuitBreaker.run overhead vs opossum.
 {
   const N = 20_000;
   const ours = new CircuitBreaker();
@@ -148,8 +294,9 @@ for (const [label, size] of [['200 B', 200], ['1 KB', 1024], ['8 KB', 8192], ['2
   row('CircuitBreaker.run (awaited)', oursRate, 'opossum fire', peerRate, '');
   peer.shutdown();
 }
+}
 
-console.log(`\nswarmbus wasm vs JS peers, Node ${process.version}, medians of ${ROUNDS} rounds\n`);
+console.log(`\nswarmbus wasm vs JS peers, Node ${process.version}, medians of ${ROUNDS} rounds (deliveries = handler calls)\n`);
 console.log('| case | swarmbus | peer | peer rate | ratio | target |');
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) {
