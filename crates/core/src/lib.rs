@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod msgpack_json;
 pub mod patch;
 pub mod priority;
-#[cfg(feature = "std")]
 pub mod protocol;
 pub mod queue;
 pub mod router;

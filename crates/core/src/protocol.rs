@@ -185,14 +185,16 @@ impl ClientFrame {
         out
     }
 
-    /// Decodes a frame from untrusted bytes.
+    /// Decodes a frame from untrusted bytes (with the `std` feature: through rmp-serde).
+    #[cfg(feature = "std")]
     pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
         rmp_serde::from_slice(bytes)
     }
 }
 
 impl ServerFrame {
-    /// Encodes the frame.
+    /// Encodes the frame (with the `std` feature: through rmp-serde).
+    #[cfg(feature = "std")]
     pub fn encode(&self) -> Vec<u8> {
         rmp_serde::to_vec_named(self).expect("frames always serialize")
     }
@@ -245,7 +247,7 @@ impl ServerFrame {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
 
