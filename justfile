@@ -84,6 +84,7 @@ build-wasm:
     wasm-bindgen --target web --weak-refs --out-dir {{wasm_pkg}} --out-name swarmbus target/wasm32-unknown-unknown/wasm-release/swarmbus_wasm.wasm
     node_modules/.bin/wasm-opt -O3 {{wasm_opt_flags}} {{wasm_pkg}}/swarmbus_bg.wasm -o {{wasm_pkg}}/swarmbus_bg.wasm
     cp crates/wasm/js/* {{wasm_pkg}}/
+    cp LICENSE-MIT LICENSE-APACHE {{wasm_pkg}}/
     @echo "swarmbus_bg.wasm: $(stat -c %s {{wasm_pkg}}/swarmbus_bg.wasm) bytes raw, $(gzip -9 -c {{wasm_pkg}}/swarmbus_bg.wasm | wc -c) bytes gzip"
 
 # wasm-bindgen tests of the wasm crate, in Node and in headless Chromium.
@@ -110,6 +111,7 @@ test-js: build-wasm check-dts
     cargo build -p swarmbus-bridge
     mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node --test --test-reporter=spec crates/wasm/tests-js/
+    node --test --test-reporter=spec crates/wasm/tests-ts/ tests/package.test.mjs
 
 # The JS contract: the generated .d.ts must equal crates/wasm/api/swarmbus.d.ts.
 # After an intended API change: `SWARMBUS_BLESS=1 just check-dts`.

@@ -52,3 +52,16 @@ for (const className of CLASSES) {
 
 export * from './swarmbus.js';
 export default init;
+
+// decodeEnvelope returns the decoded payload (so that
+// `decodeEnvelope(encodeEnvelope({ topic, payload })).payload` equals `payload`),
+// and the payload's MessagePack bytes with `{ raw: true }`. A glue function that
+// takes the options itself (decoding in wasm) is used as it is.
+const decodeEnvelopeGlue = glue.decodeEnvelope;
+export const decodeEnvelope = decodeEnvelopeGlue.length >= 2
+  ? decodeEnvelopeGlue
+  : function decodeEnvelope(bytes, options) {
+    const envelope = decodeEnvelopeGlue(bytes);
+    if (options?.raw !== true) envelope.payload = glue.decode(envelope.payload);
+    return envelope;
+  };

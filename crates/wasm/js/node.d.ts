@@ -1,1 +1,3 @@
-export * from './swarmbus.js';
+// `swarmbus/node`: the same API as `swarmbus`, already initialised from the
+// .wasm file next to this module (no `init` default export).
+export * from './index.js';

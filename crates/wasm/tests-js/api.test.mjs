@@ -105,10 +105,14 @@ test('envelopes: encode, decode, peek header', () => {
   assert.equal(env.correlationId, 'c-1');
   assert.equal(env.sender, undefined);
   assert.ok(Math.abs(env.timestamp - Date.now()) < 5_000);
-  assert.deepEqual(decode(env.payload), { job: 7 });
+  assert.deepEqual(env.payload, { job: 7 }, 'the payload comes back decoded: the pair is symmetric');
+  assert.deepEqual(decode(decodeEnvelope(bytes, { raw: true }).payload), { job: 7 }, '{ raw: true }: its MessagePack bytes');
   assert.deepEqual(peekHeader(bytes), { id: env.id, topic: env.topic, priority: 6 });
-  const raw = decodeEnvelope(encodeEnvelope({ topic: 't', payload: new Uint8Array([9, 8]) }));
+  // A Uint8Array payload is sent as is; opaque bytes come back with { raw: true } only.
+  const opaque = encodeEnvelope({ topic: 't', payload: new Uint8Array([9, 8]) });
+  const raw = decodeEnvelope(opaque, { raw: true });
   assert.deepEqual([...raw.payload], [9, 8]);
+  assert.throws(() => decodeEnvelope(opaque), code('DECODE_ERROR'));
   assert.equal(raw.priority, 5);
   assert.throws(() => encodeEnvelope({ topic: 'a..b', payload: 1 }), code('INVALID_TOPIC'));
   assert.throws(() => encodeEnvelope({ topic: 'a', payload: 1, priority: 11 }), code('INVALID_PRIORITY'));
@@ -259,7 +263,7 @@ test('bus: publishEnvelope routes on the header and hands over the bytes', () =>
   bus.drain();
   assert.equal(got[0].priority, 9);
   assert.equal(got[0].topic, 'swarm.beta.phase');
-  assert.deepEqual(decode(decodeEnvelope(got[0].payload).payload), { phase: 'act' });
+  assert.deepEqual(decodeEnvelope(got[0].payload).payload, { phase: 'act' });
   assert.throws(() => bus.publishEnvelope(new Uint8Array([1, 2, 3])), code('DECODE_ERROR'));
   bus.free();
 });
