@@ -27,10 +27,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rmp::Marker;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CodecError;
+use crate::msgpack::{check_len, Reader};
 use crate::priority::Priority;
 use crate::topic::{validate_topic, MAX_TOPIC_LEN};
 
@@ -291,10 +291,10 @@ pub fn encode_into(env: &EnvelopeRef<'_>, out: &mut Vec<u8>) -> Result<(), Codec
 /// Reads id, topic and priority without decoding the rest.
 pub fn peek_header(bytes: &[u8]) -> Result<Header<'_>, CodecError> {
     let mut r = Reader::new(bytes);
-    r.preamble()?;
+    preamble(&mut r)?;
     let id = r.uint("id")?;
-    let topic = r.topic()?;
-    let priority = r.priority()?;
+    let topic = topic(&mut r)?;
+    let priority = priority(&mut r)?;
     Ok(Header { id, topic, priority })
 }
 
@@ -306,11 +306,11 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
 /// Decodes an envelope that borrows from `bytes`, checking `limits`.
 pub fn decode_ref<'a>(bytes: &'a [u8], limits: &Limits) -> Result<EnvelopeRef<'a>, CodecError> {
     let mut r = Reader::new(bytes);
-    r.preamble()?;
+    preamble(&mut r)?;
     let env = EnvelopeRef {
         id: r.uint("id")?,
-        topic: r.topic()?,
-        priority: r.priority()?,
+        topic: topic(&mut r)?,
+        priority: priority(&mut r)?,
         timestamp_ms: r.uint("timestamp")?,
         ttl_ms: r.optional(|r| r.uint("ttl"))?,
         sender: r.optional(|r| r.str("sender", MAX_NAME_LEN))?,
@@ -318,211 +318,31 @@ pub fn decode_ref<'a>(bytes: &'a [u8], limits: &Limits) -> Result<EnvelopeRef<'a
         correlation_id: r.optional(|r| r.str("correlation_id", MAX_NAME_LEN))?,
         payload: r.bin("payload", limits.max_payload)?,
     };
-    match bytes.len() - r.pos {
-        0 => Ok(env),
-        extra => Err(CodecError::TrailingBytes(extra)),
-    }
+    r.finish()?;
+    Ok(env)
 }
 
-fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), CodecError> {
-    if len > max {
-        return Err(CodecError::TooLarge { field, len, max });
+fn preamble(r: &mut Reader<'_>) -> Result<(), CodecError> {
+    let len = r.array_len("envelope")?;
+    let version = r.uint("version")?;
+    if version != FORMAT_VERSION {
+        return Err(CodecError::UnsupportedVersion(version));
+    }
+    if len != FIELD_COUNT {
+        return Err(CodecError::FieldCount(len));
     }
     Ok(())
 }
 
-/// A bounds-checked cursor over MessagePack bytes: the one MessagePack reader
-/// of the project (envelopes, the bridge's frames, state images, the JSON
-/// transcoder, the wasm package's exact decode path). Reading past the end is
-/// [`CodecError::Truncated`], never a panic.
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+fn topic<'a>(r: &mut Reader<'a>) -> Result<&'a str, CodecError> {
+    let topic = r.str("topic", MAX_TOPIC_LEN)?;
+    validate_topic(topic).map_err(CodecError::InvalidTopic)?;
+    Ok(topic)
 }
 
-impl<'a> Reader<'a> {
-    /// A cursor at the start of `buf`.
-    pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    /// Bytes not read yet.
-    pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    /// The entry count of a map.
-    pub(crate) fn map_len(&mut self, field: &'static str) -> Result<usize, CodecError> {
-        let len = match self.marker()? {
-            Marker::FixMap(n) => n as u64,
-            Marker::Map16 => self.be(2)?,
-            Marker::Map32 => self.be(4)?,
-            _ => return Err(CodecError::UnexpectedType { field }),
-        };
-        Ok(len as usize)
-    }
-
-    /// Skips one value of any type, nested at most `depth` levels.
-    #[cfg_attr(not(feature = "std"), allow(dead_code))] // only the std-only protocol skips
-    pub(crate) fn skip(&mut self, depth: usize) -> Result<(), CodecError> {
-        let depth = depth.checked_sub(1).ok_or(CodecError::UnexpectedType { field: "nesting" })?;
-        let (bytes, items) = match self.marker()? {
-            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => (0, 0),
-            Marker::U8 | Marker::I8 => (1, 0),
-            Marker::U16 | Marker::I16 => (2, 0),
-            Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
-            Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
-            Marker::FixStr(n) => (n as u64, 0),
-            Marker::Str8 | Marker::Bin8 => (self.be(1)?, 0),
-            Marker::Str16 | Marker::Bin16 => (self.be(2)?, 0),
-            Marker::Str32 | Marker::Bin32 => (self.be(4)?, 0),
-            Marker::FixArray(n) => (0, n as u64),
-            Marker::Array16 => (0, self.be(2)?),
-            Marker::Array32 => (0, self.be(4)?),
-            Marker::FixMap(n) => (0, 2 * n as u64),
-            Marker::Map16 => (0, 2 * self.be(2)?),
-            Marker::Map32 => (0, 2 * self.be(4)?),
-            Marker::FixExt1 => (2, 0),
-            Marker::FixExt2 => (3, 0),
-            Marker::FixExt4 => (5, 0),
-            Marker::FixExt8 => (9, 0),
-            Marker::FixExt16 => (17, 0),
-            Marker::Ext8 => (self.be(1)? + 1, 0),
-            Marker::Ext16 => (self.be(2)? + 1, 0),
-            Marker::Ext32 => (self.be(4)? + 1, 0),
-            Marker::Reserved => return Err(CodecError::UnexpectedType { field: "value" }),
-        };
-        self.take(usize::try_from(bytes).map_err(|_| CodecError::Truncated)?)?;
-        for _ in 0..items {
-            self.skip(depth)?;
-        }
-        Ok(())
-    }
-
-    /// The next `n` bytes.
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        let end =
-            self.pos.checked_add(n).filter(|&end| end <= self.buf.len()).ok_or(CodecError::Truncated)?;
-        let out = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-
-    /// The next `n` (at most 8) bytes as a big-endian unsigned integer.
-    pub fn be(&mut self, n: usize) -> Result<u64, CodecError> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | b as u64))
-    }
-
-    /// The next value's marker (type byte).
-    pub fn marker(&mut self) -> Result<Marker, CodecError> {
-        Ok(Marker::from_u8(self.take(1)?[0]))
-    }
-
-    /// The length that follows `marker` (just read): items of an array,
-    /// entries of a map, bytes of a str, bin or ext (an ext's type byte is not
-    /// counted). Other markers carry no length: `UnexpectedType`.
-    pub fn len_after(&mut self, marker: Marker) -> Result<u64, CodecError> {
-        Ok(match marker {
-            Marker::FixStr(n) | Marker::FixArray(n) | Marker::FixMap(n) => n.into(),
-            Marker::FixExt1 => 1,
-            Marker::FixExt2 => 2,
-            Marker::FixExt4 => 4,
-            Marker::FixExt8 => 8,
-            Marker::FixExt16 => 16,
-            Marker::Str8 | Marker::Bin8 | Marker::Ext8 => self.be(1)?,
-            Marker::Str16 | Marker::Bin16 | Marker::Ext16 | Marker::Array16 | Marker::Map16 => self.be(2)?,
-            Marker::Str32 | Marker::Bin32 | Marker::Ext32 | Marker::Array32 | Marker::Map32 => self.be(4)?,
-            _ => return Err(CodecError::UnexpectedType { field: "length" }),
-        })
-    }
-
-    /// True when the next value is `nil`.
-    pub(crate) fn peek_nil(&self) -> bool {
-        self.buf.get(self.pos) == Some(&Marker::Null.to_u8())
-    }
-
-    fn preamble(&mut self) -> Result<(), CodecError> {
-        let len = match self.marker()? {
-            Marker::FixArray(n) => n as u64,
-            Marker::Array16 => self.be(2)?,
-            Marker::Array32 => self.be(4)?,
-            _ => return Err(CodecError::UnexpectedType { field: "envelope" }),
-        };
-        let version = self.uint("version")?;
-        if version != FORMAT_VERSION {
-            return Err(CodecError::UnsupportedVersion(version));
-        }
-        if len != FIELD_COUNT as u64 {
-            return Err(CodecError::FieldCount(len.min(u32::MAX as u64) as u32));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn uint(&mut self, field: &'static str) -> Result<u64, CodecError> {
-        let value = match self.marker()? {
-            Marker::FixPos(n) => n as u64,
-            Marker::U8 => self.be(1)?,
-            Marker::U16 => self.be(2)?,
-            Marker::U32 => self.be(4)?,
-            Marker::U64 => self.be(8)?,
-            // Some encoders write small non-negative numbers as signed ints.
-            Marker::I8 => non_negative(self.be(1)? as u8 as i8 as i64, field)?,
-            Marker::I16 => non_negative(self.be(2)? as u16 as i16 as i64, field)?,
-            Marker::I32 => non_negative(self.be(4)? as u32 as i32 as i64, field)?,
-            Marker::I64 => non_negative(self.be(8)? as i64, field)?,
-            _ => return Err(CodecError::UnexpectedType { field }),
-        };
-        Ok(value)
-    }
-
-    pub(crate) fn str(&mut self, field: &'static str, max: usize) -> Result<&'a str, CodecError> {
-        let len = match self.marker()? {
-            Marker::FixStr(n) => n as u64,
-            Marker::Str8 => self.be(1)?,
-            Marker::Str16 => self.be(2)?,
-            Marker::Str32 => self.be(4)?,
-            _ => return Err(CodecError::UnexpectedType { field }),
-        } as usize;
-        check_len(field, len, max)?;
-        core::str::from_utf8(self.take(len)?).map_err(|_| CodecError::InvalidUtf8 { field })
-    }
-
-    pub(crate) fn bin(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], CodecError> {
-        let len = match self.marker()? {
-            Marker::Bin8 => self.be(1)?,
-            Marker::Bin16 => self.be(2)?,
-            Marker::Bin32 => self.be(4)?,
-            _ => return Err(CodecError::UnexpectedType { field }),
-        } as usize;
-        check_len(field, len, max)?;
-        self.take(len)
-    }
-
-    fn topic(&mut self) -> Result<&'a str, CodecError> {
-        let topic = self.str("topic", MAX_TOPIC_LEN)?;
-        validate_topic(topic).map_err(CodecError::InvalidTopic)?;
-        Ok(topic)
-    }
-
-    fn priority(&mut self) -> Result<Priority, CodecError> {
-        let raw = self.uint("priority")?;
-        u8::try_from(raw).ok().and_then(|p| Priority::new(p).ok()).ok_or(CodecError::InvalidPriority(raw))
-    }
-
-    fn optional<T>(
-        &mut self,
-        read: impl FnOnce(&mut Self) -> Result<T, CodecError>,
-    ) -> Result<Option<T>, CodecError> {
-        if self.peek_nil() {
-            self.pos += 1;
-            return Ok(None);
-        }
-        read(self).map(Some)
-    }
-}
-
-fn non_negative(value: i64, field: &'static str) -> Result<u64, CodecError> {
-    u64::try_from(value).map_err(|_| CodecError::UnexpectedType { field })
+fn priority(r: &mut Reader<'_>) -> Result<Priority, CodecError> {
+    let raw = r.uint("priority")?;
+    u8::try_from(raw).ok().and_then(|p| Priority::new(p).ok()).ok_or(CodecError::InvalidPriority(raw))
 }
 
 #[cfg(test)]

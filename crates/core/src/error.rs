@@ -270,6 +270,20 @@ pub enum CodecError {
     InvalidPriority(u64),
     /// Bytes follow the end of the envelope.
     TrailingBytes(usize),
+    /// Arrays and maps nest deeper than the limit
+    /// ([`MAX_DEPTH`](crate::msgpack::MAX_DEPTH) unless a reader says less).
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// A container holds more elements than the reader accepts (bridge frames
+    /// cap every container; see [`protocol`](crate::protocol)).
+    TooManyItems {
+        /// The declared element count.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl CodecError {
@@ -299,6 +313,10 @@ impl fmt::Display for CodecError {
             Self::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
             Self::InvalidPriority(p) => write!(f, "priority {p} is outside 0..=9"),
             Self::TrailingBytes(n) => write!(f, "{n} bytes after the end of the envelope"),
+            Self::TooDeep { max } => write!(f, "arrays and maps nest deeper than {max} levels"),
+            Self::TooManyItems { len, max } => {
+                write!(f, "a container of {len} elements exceeds the limit of {max}")
+            }
         }
     }
 }

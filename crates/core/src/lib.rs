@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod error;
 pub mod json_msgpack;
 pub mod metrics;
+pub mod msgpack;
 pub mod msgpack_json;
 pub mod patch;
 pub mod priority;

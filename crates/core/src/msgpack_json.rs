@@ -9,10 +9,8 @@
 
 use alloc::string::String;
 
-use rmp::Marker;
-
-use crate::envelope::Reader;
 use crate::error::CodecError;
+use crate::msgpack::{nested, Reader, Token};
 
 /// Largest integer magnitude a JSON number carries exactly into a JS `number` (2^53 − 1).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -34,8 +32,9 @@ impl From<CodecError> for ToJsonError {
 
 /// Appends the JSON text of the single MessagePack value in `bytes` to `out`.
 ///
-/// Arrays and maps nest at most `max_depth` levels. On error, `out` holds a
-/// partial text the caller should discard.
+/// Arrays and maps nest at most `max_depth` levels (the wasm package passes
+/// [`MAX_DEPTH`](crate::msgpack::MAX_DEPTH)). On error, `out` holds a partial
+/// text the caller should discard.
 ///
 /// ```
 /// use swarmbus_core::msgpack_json::to_json;
@@ -49,10 +48,7 @@ pub fn to_json(bytes: &[u8], max_depth: usize, out: &mut String) -> Result<(), T
     let mut reader = Reader::new(bytes);
     let mut writer = Writer { out, floats: zmij::Buffer::new(), ints: itoa::Buffer::new() };
     writer.value(&mut reader, max_depth)?;
-    match reader.remaining() {
-        0 => Ok(()),
-        extra => Err(CodecError::TrailingBytes(extra).into()),
-    }
+    Ok(reader.finish()?)
 }
 
 struct Writer<'o> {
@@ -63,45 +59,18 @@ struct Writer<'o> {
 
 impl Writer<'_> {
     fn value(&mut self, r: &mut Reader<'_>, depth: usize) -> Result<(), ToJsonError> {
-        let marker = r.marker()?;
-        match marker {
-            Marker::Null => self.out.push_str("null"),
-            Marker::True => self.out.push_str("true"),
-            Marker::False => self.out.push_str("false"),
-            Marker::FixPos(n) => self.uint(n.into())?,
-            Marker::FixNeg(n) => self.int(n.into())?,
-            Marker::U8 => self.uint(r.be(1)?)?,
-            Marker::U16 => self.uint(r.be(2)?)?,
-            Marker::U32 => self.uint(r.be(4)?)?,
-            Marker::U64 => self.uint(r.be(8)?)?,
-            Marker::I8 => self.int(r.be(1)? as u8 as i8 as i64)?,
-            Marker::I16 => self.int(r.be(2)? as u16 as i16 as i64)?,
-            Marker::I32 => self.int(r.be(4)? as u32 as i32 as i64)?,
-            Marker::I64 => self.int(r.be(8)? as i64)?,
-            Marker::F32 => self.float(f32::from_bits(r.be(4)? as u32))?,
-            Marker::F64 => self.float(f64::from_bits(r.be(8)?))?,
-            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
-                let len = r.len_after(marker)?;
-                self.string(r, len)?
-            }
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                let len = r.len_after(marker)?;
-                self.array(r, len, depth)?
-            }
-            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                let len = r.len_after(marker)?;
-                self.map(r, len, depth)?
-            }
-            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => return Err(ToJsonError::NotJson("binary")),
-            Marker::FixExt1
-            | Marker::FixExt2
-            | Marker::FixExt4
-            | Marker::FixExt8
-            | Marker::FixExt16
-            | Marker::Ext8
-            | Marker::Ext16
-            | Marker::Ext32 => return Err(ToJsonError::NotJson("extension type")),
-            Marker::Reserved => return Err(CodecError::UnexpectedType { field: "value" }.into()),
+        match r.token()? {
+            Token::Nil => self.out.push_str("null"),
+            Token::Bool(b) => self.out.push_str(if b { "true" } else { "false" }),
+            Token::Uint(n) => self.uint(n)?,
+            Token::Int(n) => self.int(n)?,
+            Token::F32(f) => self.float(f)?,
+            Token::F64(f) => self.float(f)?,
+            Token::Str(bytes) => self.string(bytes)?,
+            Token::Array(len) => self.array(r, len, depth)?,
+            Token::Map(len) => self.map(r, len, depth)?,
+            Token::Bin(_) => return Err(ToJsonError::NotJson("binary")),
+            Token::Ext(..) => return Err(ToJsonError::NotJson("extension type")),
         }
         Ok(())
     }
@@ -130,8 +99,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn string(&mut self, r: &mut Reader<'_>, len: u64) -> Result<(), ToJsonError> {
-        let bytes = r.take(usize::try_from(len).map_err(|_| CodecError::Truncated)?)?;
+    fn string(&mut self, bytes: &[u8]) -> Result<(), ToJsonError> {
         let text = core::str::from_utf8(bytes).map_err(|_| ToJsonError::NotJson("string is not UTF-8"))?;
         self.out.reserve(text.len() + 2);
         self.out.push('"');
@@ -167,7 +135,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn array(&mut self, r: &mut Reader<'_>, len: u64, depth: usize) -> Result<(), ToJsonError> {
+    fn array(&mut self, r: &mut Reader<'_>, len: u32, depth: usize) -> Result<(), ToJsonError> {
         let depth = nested(depth)?;
         self.out.push('[');
         for i in 0..len {
@@ -180,30 +148,23 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn map(&mut self, r: &mut Reader<'_>, len: u64, depth: usize) -> Result<(), ToJsonError> {
+    fn map(&mut self, r: &mut Reader<'_>, len: u32, depth: usize) -> Result<(), ToJsonError> {
         let depth = nested(depth)?;
         self.out.push('{');
         for i in 0..len {
             if i > 0 {
                 self.out.push(',');
             }
-            let key_len = match r.marker()? {
-                key @ (Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32) => {
-                    r.len_after(key)?
-                }
+            match r.token()? {
+                Token::Str(key) => self.string(key)?,
                 _ => return Err(ToJsonError::NotJson("map key is not a string")),
-            };
-            self.string(r, key_len)?;
+            }
             self.out.push(':');
             self.value(r, depth)?;
         }
         self.out.push('}');
         Ok(())
     }
-}
-
-fn nested(depth: usize) -> Result<usize, ToJsonError> {
-    depth.checked_sub(1).ok_or(ToJsonError::Invalid(CodecError::UnexpectedType { field: "nesting" }))
 }
 
 /// `is_finite` for the two float widths MessagePack carries.
@@ -288,7 +249,7 @@ mod tests {
         let mut out = String::new();
         assert_eq!(
             to_json(&deep, 128, &mut out),
-            Err(ToJsonError::Invalid(CodecError::UnexpectedType { field: "nesting" }))
+            Err(ToJsonError::Invalid(CodecError::TooDeep { max: crate::msgpack::MAX_DEPTH }))
         );
         out.clear();
         assert!(to_json(&deep, 201, &mut out).is_ok());

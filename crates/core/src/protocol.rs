@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::Reader;
+use crate::msgpack::Reader;
 use crate::CodecError;
 
 /// The protocol version this bridge speaks.
@@ -217,7 +217,7 @@ impl ServerFrame {
                 "envelope" => envelope = Some(reader.bin("envelope", usize::MAX)?),
                 "code" => code = Some(reader.str("code", MAX_TEXT)?),
                 "message" => message = Some(reader.str("message", MAX_TEXT)?),
-                _ => reader.skip(32)?,
+                _ => reader.skip()?,
             }
         }
         if reader.remaining() != 0 {

@@ -23,7 +23,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::StoreError;
+use crate::error::{CodecError, StoreError};
 use crate::patch::{merge_patch, Patch, PatchOp};
 
 /// Snapshots kept by default.
@@ -231,6 +231,24 @@ impl Snapshot {
         check_size(bytes)?;
         msgpack::read_image(bytes).ok_or(StoreError::Decode("invalid MessagePack state image"))
     }
+}
+
+/// Decodes one MessagePack value as a state value: arrays and maps nest at
+/// most [`MAX_DEPTH`](crate::msgpack::MAX_DEPTH) levels, map keys are strings,
+/// binary and extension types are refused, non-finite floats become `null`.
+/// Works without `std`.
+///
+/// # Examples
+/// ```
+/// use swarmbus_core::store::value_from_msgpack;
+/// assert_eq!(value_from_msgpack(&[0x81, 0xa1, b'a', 0x01])?, serde_json::json!({"a": 1}));
+/// # Ok::<(), swarmbus_core::CodecError>(())
+/// ```
+pub fn value_from_msgpack(bytes: &[u8]) -> Result<Value, CodecError> {
+    let mut r = crate::msgpack::Reader::new(bytes);
+    let value = msgpack::read_value(&mut r, crate::msgpack::MAX_DEPTH)?;
+    r.finish()?;
+    Ok(value)
 }
 
 fn check_size(bytes: &[u8]) -> Result<(), StoreError> {
@@ -615,15 +633,11 @@ mod msgpack {
     use alloc::vec::Vec;
 
     use rmp::encode as w;
-    use rmp::Marker;
     use serde_json::{Map, Number, Value};
 
     use super::{Data, Entry, Snapshot, SnapshotId, IMAGE_FORMAT};
-    use crate::envelope::Reader;
     use crate::error::CodecError;
-
-    /// Deepest nesting of a state value an image may hold.
-    const MAX_DEPTH: usize = 128;
+    use crate::msgpack::{nested, Reader, Token, MAX_DEPTH};
 
     // Writing into a Vec cannot fail, so the writers' Results carry no information.
     pub(super) fn write_image(out: &mut Vec<u8>, s: &Snapshot) {
@@ -679,95 +693,59 @@ mod msgpack {
     /// Reads an image written by [`write_image`]; `None` when the bytes are not one.
     pub(super) fn read_image(bytes: &[u8]) -> Option<Snapshot> {
         let mut r = Reader::new(bytes);
-        if array_len(&mut r)? != 5 || r.uint("format").ok()? != u64::from(IMAGE_FORMAT) {
+        if r.array_len("image").ok()? != 5 || r.uint("format").ok()? != u64::from(IMAGE_FORMAT) {
             return None;
         }
         let id = SnapshotId(r.uint("id").ok()?);
-        let label = if r.peek_nil() {
-            r.marker().ok()?;
-            None
-        } else {
-            Some(String::from(r.str("label", usize::MAX).ok()?))
-        };
+        let label = r.optional(|r| r.str("label", usize::MAX).map(String::from)).ok()?;
         let version = r.uint("version").ok()?;
         let mut data = Data::new_sync();
         for _ in 0..r.map_len("entries").ok()? {
             let key = String::from(r.str("key", usize::MAX).ok()?);
-            if array_len(&mut r)? != 2 {
+            if r.array_len("entry").ok()? != 2 {
                 return None;
             }
             let entry_version = r.uint("version").ok()?;
             let value = read_value(&mut r, MAX_DEPTH).ok()?;
             data.insert_mut(key, Entry::new(entry_version, value));
         }
-        (r.remaining() == 0).then_some(Snapshot { id, label, version, data })
+        r.finish().ok().map(|()| Snapshot { id, label, version, data })
     }
 
-    fn array_len(r: &mut Reader<'_>) -> Option<u64> {
-        match r.marker().ok()? {
-            array @ (Marker::FixArray(_) | Marker::Array16 | Marker::Array32) => r.len_after(array).ok(),
-            _ => None,
-        }
-    }
-
-    /// One state value; what JSON has no form for (binary, extension types,
-    /// non-string keys) is an error, a non-finite float becomes `null` (as serde_json does).
-    fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, CodecError> {
-        let unexpected = CodecError::UnexpectedType { field: "value" };
-        let depth = depth.checked_sub(1).ok_or(CodecError::UnexpectedType { field: "nesting" })?;
+    /// One state value, nested at most `depth` levels; what JSON has no form
+    /// for (binary, extension types, non-string keys) is an error, a
+    /// non-finite float becomes `null` (as serde_json does). The wasm
+    /// `StateStore` reads JS values through this too (encoded first).
+    pub(crate) fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, CodecError> {
         let float = |f: f64| Number::from_f64(f).map_or(Value::Null, Value::Number);
-        let marker = r.marker()?;
-        Ok(match marker {
-            Marker::Null => Value::Null,
-            Marker::True => Value::Bool(true),
-            Marker::False => Value::Bool(false),
-            Marker::FixPos(n) => Value::from(n),
-            Marker::FixNeg(n) => Value::from(n),
-            Marker::U8 => Value::from(r.be(1)?),
-            Marker::U16 => Value::from(r.be(2)?),
-            Marker::U32 => Value::from(r.be(4)?),
-            Marker::U64 => Value::from(r.be(8)?),
-            Marker::I8 => Value::from(r.be(1)? as u8 as i8),
-            Marker::I16 => Value::from(r.be(2)? as u16 as i16),
-            Marker::I32 => Value::from(r.be(4)? as u32 as i32),
-            Marker::I64 => Value::from(r.be(8)? as i64),
-            Marker::F32 => float(f32::from_bits(r.be(4)? as u32).into()),
-            Marker::F64 => float(f64::from_bits(r.be(8)?)),
-            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
-                let len = r.len_after(marker)?;
-                Value::String(string(r, len)?)
+        Ok(match r.token()? {
+            Token::Nil => Value::Null,
+            Token::Bool(b) => Value::Bool(b),
+            Token::Uint(n) => Value::from(n),
+            Token::Int(n) => Value::from(n),
+            Token::F32(f) => float(f.into()),
+            Token::F64(f) => float(f),
+            Token::Str(bytes) => Value::String(string(bytes)?),
+            Token::Array(len) => {
+                let depth = nested(depth)?;
+                (0..len).map(|_| read_value(r, depth)).collect::<Result<_, _>>().map(Value::Array)?
             }
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                let len = r.len_after(marker)?;
-                array(r, len, depth)?
+            Token::Map(len) => {
+                let depth = nested(depth)?;
+                let mut fields = Map::new();
+                for _ in 0..len {
+                    let Token::Str(key) = r.token()? else {
+                        return Err(CodecError::UnexpectedType { field: "key" });
+                    };
+                    fields.insert(string(key)?, read_value(r, depth)?);
+                }
+                Value::Object(fields)
             }
-            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                let len = r.len_after(marker)?;
-                map(r, len, depth)?
-            }
-            _ => return Err(unexpected),
+            Token::Bin(_) | Token::Ext(..) => return Err(CodecError::UnexpectedType { field: "value" }),
         })
     }
 
-    fn string(r: &mut Reader<'_>, len: u64) -> Result<String, CodecError> {
-        let bytes = r.take(usize::try_from(len).map_err(|_| CodecError::Truncated)?)?;
+    fn string(bytes: &[u8]) -> Result<String, CodecError> {
         core::str::from_utf8(bytes).map(String::from).map_err(|_| CodecError::InvalidUtf8 { field: "value" })
-    }
-
-    fn array(r: &mut Reader<'_>, len: u64, depth: usize) -> Result<Value, CodecError> {
-        // Each item takes at least one byte: a declared length beyond the input is truncated.
-        if len > r.remaining() as u64 {
-            return Err(CodecError::Truncated);
-        }
-        (0..len).map(|_| read_value(r, depth)).collect::<Result<_, _>>().map(Value::Array)
-    }
-
-    fn map(r: &mut Reader<'_>, len: u64, depth: usize) -> Result<Value, CodecError> {
-        let mut fields = Map::new();
-        for _ in 0..len {
-            let key = String::from(r.str("key", usize::MAX)?);
-            fields.insert(key, read_value(r, depth)?);
-        }
-        Ok(Value::Object(fields))
     }
 }

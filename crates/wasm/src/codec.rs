@@ -14,8 +14,7 @@ use wasm_bindgen::prelude::*;
 use crate::convert::{from_js, u64_to_js};
 use crate::error::{Error, Result};
 
-/// Deepest nesting of arrays and objects `encode` and `decode` accept.
-pub(crate) const MAX_DEPTH: usize = 128;
+pub(crate) use swarmbus_core::msgpack::MAX_DEPTH;
 
 /// Encodes any JSON-compatible value as MessagePack, plus `Uint8Array` /
 /// `ArrayBuffer` (bin), `BigInt` (64-bit integers), `Map`, `NaN` and ±`Infinity`.
@@ -70,11 +69,11 @@ pub fn decode(bytes: &[u8]) -> Result<JsValue> {
 }
 
 /// The `DECODE_ERROR` for bytes that are not one MessagePack value.
-fn invalid_msgpack(e: &CodecError) -> Error {
+pub(crate) fn invalid_msgpack(e: &CodecError) -> Error {
     match e {
         CodecError::Truncated => Error::decode("invalid MessagePack: the input ends inside a value"),
         CodecError::TrailingBytes(n) => Error::decode(format_args!("{n} bytes after the end of the value")),
-        CodecError::UnexpectedType { field: "nesting" } => {
+        CodecError::TooDeep { .. } => {
             Error::decode(format_args!("invalid MessagePack: nested deeper than {MAX_DEPTH} levels"))
         }
         CodecError::UnexpectedType { .. } => Error::decode("invalid MessagePack: marker 0xc1 is never used"),

@@ -5,12 +5,10 @@
 
 use js_sys::{Array, Uint8Array};
 use rmp::encode as w;
-use rmp::Marker;
-use swarmbus_core::envelope::Reader;
+use swarmbus_core::msgpack::{nested, Reader, Token, MAX_DEPTH};
 use swarmbus_core::CodecError;
 use wasm_bindgen::prelude::*;
 
-use crate::codec::MAX_DEPTH;
 use crate::convert::{u64_to_js, MAX_SAFE_INTEGER};
 use crate::error::{Error, Result};
 
@@ -98,136 +96,46 @@ pub(crate) fn encode_value(value: &JsValue, out: &mut Vec<u8>, depth: usize) -> 
 /// Decodes one MessagePack value into JS: integers beyond ±2^53 as `BigInt`,
 /// bin (and strings that are not UTF-8) as `Uint8Array`, ext as `[type, Uint8Array]`.
 pub(crate) fn decode_value(bytes: &[u8]) -> Result<JsValue> {
-    let mut cursor = Cursor(Reader::new(bytes));
-    let value = cursor.value(MAX_DEPTH)?;
-    match cursor.0.remaining() {
-        0 => Ok(value),
-        extra => Err(Error::decode(format_args!("{extra} bytes after the end of the value"))),
-    }
+    let mut reader = Reader::new(bytes);
+    let value = value(&mut reader, MAX_DEPTH).map_err(|e| crate::codec::invalid_msgpack(&e))?;
+    reader.finish().map_err(|e| crate::codec::invalid_msgpack(&e))?;
+    Ok(value)
 }
 
-/// Core's MessagePack reader, building JS values.
-struct Cursor<'a>(Reader<'a>);
-
-fn truncated(_: CodecError) -> Error {
-    Error::decode("invalid MessagePack: the input ends inside a value")
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: u64) -> Result<&'a [u8]> {
-        self.0.take(usize::try_from(n).unwrap_or(usize::MAX)).map_err(truncated)
-    }
-
-    fn be(&mut self, n: u64) -> Result<u64> {
-        self.0.be(n as usize).map_err(truncated)
-    }
-
-    fn value(&mut self, depth: usize) -> Result<JsValue> {
-        let marker = self.0.marker().map_err(truncated)?;
-        Ok(match marker {
-            Marker::Null => JsValue::NULL,
-            Marker::True => JsValue::TRUE,
-            Marker::False => JsValue::FALSE,
-            Marker::FixPos(n) => f64::from(n).into(),
-            Marker::FixNeg(n) => f64::from(n).into(),
-            Marker::U8 => u64_to_js(self.be(1)?),
-            Marker::U16 => u64_to_js(self.be(2)?),
-            Marker::U32 => u64_to_js(self.be(4)?),
-            Marker::U64 => u64_to_js(self.be(8)?),
-            Marker::I8 => f64::from(self.be(1)? as u8 as i8).into(),
-            Marker::I16 => f64::from(self.be(2)? as u16 as i16).into(),
-            Marker::I32 => f64::from(self.be(4)? as u32 as i32).into(),
-            Marker::I64 => i64_to_js(self.be(8)? as i64),
-            Marker::F32 => f64::from(f32::from_bits(self.be(4)? as u32)).into(),
-            Marker::F64 => f64::from_bits(self.be(8)?).into(),
-            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
-                let len = self.len_after(marker)?;
-                self.string(len)?
-            }
-            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
-                let len = self.len_after(marker)?;
-                self.bin(len)?
-            }
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-                let len = self.len_after(marker)?;
-                self.array(len, depth)?
-            }
-            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-                let len = self.len_after(marker)?;
-                self.map(len, depth)?
-            }
-            Marker::FixExt1
-            | Marker::FixExt2
-            | Marker::FixExt4
-            | Marker::FixExt8
-            | Marker::FixExt16
-            | Marker::Ext8
-            | Marker::Ext16
-            | Marker::Ext32 => {
-                let len = self.len_after(marker)?;
-                self.ext(len)?
-            }
-            Marker::Reserved => return Err(Error::decode("invalid MessagePack: marker 0xc1 is never used")),
-        })
-    }
-
-    fn len_after(&mut self, marker: Marker) -> Result<u64> {
-        self.0.len_after(marker).map_err(truncated)
-    }
-
-    fn string(&mut self, len: u64) -> Result<JsValue> {
-        let bytes = self.take(len)?;
-        Ok(match core::str::from_utf8(bytes) {
+/// One value from core's token reader, as JS.
+fn value(r: &mut Reader<'_>, depth: usize) -> core::result::Result<JsValue, CodecError> {
+    Ok(match r.token()? {
+        Token::Nil => JsValue::NULL,
+        Token::Bool(b) => JsValue::from_bool(b),
+        Token::Uint(n) => u64_to_js(n),
+        Token::Int(n) => i64_to_js(n),
+        Token::F32(f) => f64::from(f).into(),
+        Token::F64(f) => f.into(),
+        Token::Str(bytes) => match core::str::from_utf8(bytes) {
             Ok(text) => JsValue::from_str(text),
             Err(_) => Uint8Array::from(bytes).into(),
-        })
-    }
-
-    fn bin(&mut self, len: u64) -> Result<JsValue> {
-        Ok(Uint8Array::from(self.take(len)?).into())
-    }
-
-    fn ext(&mut self, len: u64) -> Result<JsValue> {
-        let kind = self.take(1)?[0] as i8;
-        let data = Uint8Array::from(self.take(len)?);
-        Ok(Array::of2(&f64::from(kind).into(), &data).into())
-    }
-
-    fn nested(depth: usize) -> Result<usize> {
-        depth.checked_sub(1).ok_or_else(|| {
-            Error::decode(format_args!("invalid MessagePack: nested deeper than {MAX_DEPTH} levels"))
-        })
-    }
-
-    fn array(&mut self, len: u64, depth: usize) -> Result<JsValue> {
-        let depth = Self::nested(depth)?;
-        // Every item takes at least one byte: a longer declared length is truncated input.
-        self.check_items(len)?;
-        let items = Array::new_with_length(len as u32);
-        for i in 0..len as u32 {
-            items.set(i, self.value(depth)?);
+        },
+        Token::Bin(bytes) => Uint8Array::from(bytes).into(),
+        Token::Ext(kind, data) => Array::of2(&f64::from(kind).into(), &Uint8Array::from(data)).into(),
+        Token::Array(len) => {
+            let depth = nested(depth)?;
+            // The reader checked that `len` elements fit in the bytes left.
+            let items = Array::new_with_length(len);
+            for i in 0..len {
+                items.set(i, value(r, depth)?);
+            }
+            items.into()
         }
-        Ok(items.into())
-    }
-
-    fn map(&mut self, len: u64, depth: usize) -> Result<JsValue> {
-        let depth = Self::nested(depth)?;
-        self.check_items(len.saturating_mul(2))?;
-        let object = new_object();
-        for _ in 0..len {
-            let key = self.value(depth)?;
-            let value = self.value(depth)?;
-            set_key(&object, &key, &value);
+        Token::Map(len) => {
+            let depth = nested(depth)?;
+            let object = new_object();
+            for _ in 0..len {
+                let key = value(r, depth)?;
+                set_key(&object, &key, &value(r, depth)?);
+            }
+            object
         }
-        Ok(object)
-    }
-
-    fn check_items(&self, items: u64) -> Result<()> {
-        if items > self.0.remaining() as u64 {
-            return Err(Error::decode("invalid MessagePack: the input ends inside a value"));
-        }
-        Ok(())
-    }
+    })
 }
 
 /// An `i64` as a `number` when it is safe, else as a `BigInt`.
