@@ -38,16 +38,53 @@ const stats = {
 };
 window.dashboard.stats = stats;
 
+/** The simulator's send time: a number, or a BigInt where the decoder keeps u64 exact (msgpackr). */
+function sentAt(payload) {
+  const t = payload?.t;
+  return typeof t === 'number' ? t : typeof t === 'bigint' ? Number(t) : NaN;
+}
+
 function record(priority, payload, path) {
   stats.perPriority[priority] += 1;
   stats.handled[path] += 1;
-  if (payload && typeof payload.t === 'number' && stats.latencies.length < 20_000) {
-    stats.latencies.push(Date.now() - payload.t);
-  }
+  const t = sentAt(payload);
+  if (Number.isFinite(t) && stats.latencies.length < 20_000) stats.latencies.push(Date.now() - t);
 }
 
+/** The q-quantile of sorted samples; `null` (no data, drawn as a gap) when there are none. */
 function percentile(sorted, q) {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] : 0;
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] : null;
+}
+
+/**
+ * The connection as the page shows it: the pill, and a banner whenever the
+ * bridge is not connected, saying since when. `downSince` is when the page last
+ * lost (or started without) the bridge; it stays put while reconnect attempts
+ * flip between `connecting` and `reconnecting`.
+ */
+const connection = { state: 'connecting', downSince: Date.now(), everOpen: false };
+window.dashboard.connection = connection;
+
+function showConnection(state) {
+  if (state === 'open') connection.everOpen = true;
+  else if (connection.state === 'open') connection.downSince = Date.now();
+  connection.state = state;
+  const pill = $('conn');
+  pill.textContent = state;
+  pill.className = `pill ${state}`;
+  renderConnection();
+}
+
+function renderConnection() {
+  const down = connection.state !== 'open';
+  document.body.dataset.connection = down ? 'down' : 'open';
+  $('conn-banner').hidden = !down;
+  if (!down) return;
+  const since = new Date(connection.downSince).toLocaleTimeString('en-GB');
+  const secs = Math.round((Date.now() - connection.downSince) / 1000);
+  $('conn-what').textContent = connection.everOpen ? 'Disconnected from the bridge' : 'Not connected to the bridge yet';
+  $('conn-state').textContent = connection.state;
+  $('conn-since').textContent = `${since} (${secs} s ago)`;
 }
 
 function chart(element, series, yLabel) {
@@ -55,7 +92,8 @@ function chart(element, series, yLabel) {
     width: Math.max(element.clientWidth, 300),
     height: 220,
     scales: { x: { time: true } },
-    axes: [{ stroke: '#8a98a8', grid: { stroke: '#263240' } }, { stroke: '#8a98a8', grid: { stroke: '#263240' }, label: yLabel }],
+    // Whole-second ticks: one point per second, no `:06.500` labels.
+    axes: [{ stroke: '#8a98a8', grid: { stroke: '#263240' }, incrs: [1, 2, 5, 10, 15, 30, 60] }, { stroke: '#8a98a8', grid: { stroke: '#263240' }, label: yLabel }],
     series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2 }))],
   };
   const plot = new uPlot(opts, [[], ...series.map(() => [])], element);
@@ -109,6 +147,7 @@ async function startWasm(swarms) {
 
   const messenger = new Messenger(bus, {
     subscribe: ['swarm.>'],
+    maxBackoffMs: 2_000,
     onState: (state) => showConnection(state),
     onError: (error) => console.warn('bridge refused a frame:', error.code, error.message),
   });
@@ -117,32 +156,40 @@ async function startWasm(swarms) {
   return { bus, messenger, stores, workers };
 }
 
-/** The plain-JS path: a WebSocket and msgpackr, no breakers or state. */
+/**
+ * The plain-JS path: a WebSocket and msgpackr, no breakers or state. A closed
+ * socket is reopened with backoff (250 ms doubling to 2 s), like the Messenger.
+ */
 function startJs() {
-  const socket = new WebSocket(WS_URL);
-  socket.binaryType = 'arraybuffer';
-  socket.onopen = () => socket.send(pack({ t: 'hello', v: 1 }));
-  socket.onclose = () => showConnection('closed');
-  socket.onmessage = ({ data }) => {
-    const frame = unpack(new Uint8Array(data));
-    if (frame.t === 'welcome') {
-      showConnection('open');
-      socket.send(pack({ t: 'subscribe', pattern: 'swarm.>' }));
-    } else if (frame.t === 'event') {
-      // The envelope: [version, id, topic, priority, timestamp, ttl, sender, swarm, correlation, payload].
-      const envelope = unpack(frame.envelope);
-      record(envelope[3], unpack(envelope[9]), 'js');
-    }
+  let socket = null;
+  let backoff = 250;
+  const open = () => {
+    socket = new WebSocket(WS_URL);
+    socket.binaryType = 'arraybuffer';
+    socket.onopen = () => socket.send(pack({ t: 'hello', v: 1 }));
+    socket.onclose = () => {
+      showConnection('reconnecting');
+      setTimeout(open, backoff);
+      backoff = Math.min(backoff * 2, 2_000);
+    };
+    socket.onmessage = ({ data }) => {
+      const frame = unpack(new Uint8Array(data));
+      if (frame.t === 'welcome') {
+        backoff = 250;
+        showConnection('open');
+        socket.send(pack({ t: 'subscribe', pattern: 'swarm.>' }));
+      } else if (frame.t === 'event') {
+        // The envelope: [version, id, topic, priority, timestamp, ttl, sender, swarm, correlation, payload].
+        const envelope = unpack(frame.envelope);
+        record(envelope[3], unpack(envelope[9]), 'js');
+      }
+    };
   };
+  open();
+  // Counters are cumulative for the page; the bridge keeps the latest per connection.
   const report = () => socket.readyState === WebSocket.OPEN
     && socket.send(pack({ t: 'report', kind: 'dashboard', wasm: stats.handled.wasm, js: stats.handled.js }));
-  return { socket, report };
-}
-
-function showConnection(state) {
-  const pill = $('conn');
-  pill.textContent = state;
-  pill.className = `pill ${state}`;
+  return { report };
 }
 
 function renderBreakers(wasm) {
@@ -185,13 +232,22 @@ function renderShare() {
   $('js-count').textContent = js.toLocaleString('en');
 }
 
+/** The alert threshold: what the user typed, else half the simulator's configured rate. */
+const threshold = { userSet: false, value: 0 };
+
+function followRate(rate) {
+  if (threshold.userSet || !Number.isFinite(rate)) return;
+  threshold.value = Math.round(rate / 2);
+  $('threshold').value = String(threshold.value);
+}
+
 function renderAlert(rate) {
-  const threshold = Number($('threshold').value) || 0;
   const alert = $('alert');
-  // The first second is partial: judge full seconds only.
-  alert.hidden = !(stats.seconds > 1 && rate < threshold);
+  // The first second is partial: judge full seconds only. While the bridge is
+  // down the connection banner says why throughput is 0; this one stays quiet.
+  alert.hidden = !(stats.seconds > 1 && connection.state === 'open' && rate < threshold.value);
   $('alert-rate').textContent = rate.toLocaleString('en');
-  $('alert-threshold').textContent = threshold.toLocaleString('en');
+  $('alert-threshold').textContent = threshold.value.toLocaleString('en');
 }
 
 /** The topic inspector: a subscription on the watched pattern, pausable. */
@@ -261,8 +317,18 @@ async function main() {
   const info = await demoInfo();
   const swarms = info?.swarms ?? ['alpha', 'beta', 'gamma', 'delta'];
   if (info) $('rate').value = info.rate;
-  $('apply-rate').onclick = () =>
-    fetch('/v1/demo/rate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rate: Number($('rate').value) }) });
+  $('threshold').oninput = () => {
+    // An emptied field hands the threshold back to the configured rate.
+    threshold.userSet = $('threshold').value.trim() !== '';
+    threshold.value = Number($('threshold').value) || 0;
+    if (!threshold.userSet) followRate(Number($('rate').value));
+  };
+  followRate(info?.rate);
+  $('apply-rate').onclick = async () => {
+    const rate = Number($('rate').value);
+    const response = await fetch('/v1/demo/rate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rate }) });
+    if (response.ok) followRate(rate);
+  };
 
   const throughputChart = chart($('throughput-chart'), GROUPS, 'events/s');
   const latencyChart = chart($('latency-chart'), [{ label: 'p50', color: '#46c46e' }, { label: 'p99', color: '#ff5c5c' }], 'ms');
@@ -295,14 +361,16 @@ async function main() {
     const [p50, p99] = [percentile(sorted, 0.5), percentile(sorted, 0.99)];
     pushPoint(stats.latency, [now, p50, p99]);
     latencyChart.setData(stats.latency);
-    $('p50').textContent = String(p50);
-    $('p99').textContent = String(p99);
+    // No samples this second (bridge down, or nothing received): no data, never 0 ms.
+    $('p50').textContent = p50 === null ? 'no data' : `${p50} ms`;
+    $('p99').textContent = p99 === null ? 'no data' : `${p99} ms`;
     $('total-rate').textContent = `${total.toLocaleString('en')} events/s`;
     document.body.dataset.rate = String(total);
     stats.perPriority.fill(0);
     stats.latencies = [];
 
     report();
+    renderConnection();
     renderAlert(total);
     renderShare();
     renderBreakers(wasm);
