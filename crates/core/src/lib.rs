@@ -18,6 +18,7 @@ pub mod priority;
 pub mod protocol;
 pub mod queue;
 pub mod router;
+pub mod session;
 pub mod store;
 #[cfg(test)]
 mod test_values;
@@ -35,6 +36,7 @@ pub use patch::{Patch, PatchOp};
 pub use priority::Priority;
 pub use queue::PriorityQueue;
 pub use router::{Route, Router, SubscriptionId};
+pub use session::{Session, SessionConfig};
 pub use store::{Snapshot, SnapshotId, StateStore};
 
 /// The repository README's examples, compiled and run as doctests.
