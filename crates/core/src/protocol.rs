@@ -185,11 +185,76 @@ impl ClientFrame {
         out
     }
 
-    /// Decodes a frame from untrusted bytes (with the `std` feature: through rmp-serde).
-    #[cfg(feature = "std")]
-    pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+    /// Decodes a frame from untrusted bytes: a map with a `t` field; unknown
+    /// keys are skipped without building values (see [`skip_unknown`]), so
+    /// the work is bounded by the frame's size (one step per token, each
+    /// token at least one byte).
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Self::read(&mut Reader::new(bytes))
     }
+
+    fn read(reader: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let mut kind = None;
+        let (mut v, mut ack, mut nonce, mut wasm, mut js) = (None, None, None, None, None);
+        let (mut token, mut pattern, mut envelope, mut client_kind) = (None, None, None, None);
+        for _ in 0..frame_fields(reader)? {
+            match reader.str("key", MAX_TEXT)? {
+                "t" => kind = Some(reader.str("t", MAX_TEXT)?),
+                "v" => v = Some(reader.uint("v")?),
+                "token" => token = Some(reader.optional(|r| r.str("token", MAX_TEXT))?),
+                "pattern" => pattern = Some(reader.str("pattern", MAX_TEXT)?),
+                "ack" => ack = reader.optional(|r| r.uint("ack"))?,
+                "envelope" => envelope = Some(reader.bin("envelope", usize::MAX)?),
+                "kind" => client_kind = Some(reader.str("kind", MAX_TEXT)?),
+                "wasm" => wasm = Some(reader.uint("wasm")?),
+                "js" => js = Some(reader.uint("js")?),
+                "nonce" => nonce = Some(reader.uint("nonce")?),
+                _ => skip_unknown(reader)?,
+            }
+        }
+        reader.finish()?;
+        let missing = |field| CodecError::UnexpectedType { field };
+        let text = |value: Option<&str>, field| value.map(str::to_owned).ok_or(missing(field));
+        Ok(match kind.ok_or(missing("t"))? {
+            "hello" => Self::Hello {
+                v: u32::try_from(v.ok_or(missing("v"))?).map_err(|_| missing("v"))?,
+                token: token.flatten().map(str::to_owned),
+            },
+            "subscribe" => Self::Subscribe { pattern: text(pattern, "pattern")?, ack },
+            "unsubscribe" => Self::Unsubscribe { pattern: text(pattern, "pattern")? },
+            "publish" => Self::Publish { envelope: envelope.ok_or(missing("envelope"))?.to_vec(), ack },
+            "report" => Self::Report {
+                kind: text(client_kind, "kind")?,
+                wasm: wasm.unwrap_or(0),
+                js: js.unwrap_or(0),
+            },
+            "ping" => Self::Ping { nonce: nonce.ok_or(missing("nonce"))? },
+            _ => return Err(missing("t")),
+        })
+    }
+}
+
+/// Longest string (key, type, token, pattern, message) in a frame.
+pub const MAX_TEXT: usize = 64 * 1024;
+/// Most keys in a frame, and most elements of any array or map inside an
+/// unknown field: a frame padded with a million empty maps is refused at the
+/// padding's header ([`CodecError::TooManyItems`]), before a single map is read.
+pub const MAX_FRAME_ITEMS: u32 = 1024;
+
+/// The key count of the frame's map, at most [`MAX_FRAME_ITEMS`].
+fn frame_fields(reader: &mut Reader<'_>) -> Result<u32, CodecError> {
+    let fields = reader.map_len("frame")?;
+    if fields > MAX_FRAME_ITEMS {
+        return Err(CodecError::TooManyItems { len: fields as usize, max: MAX_FRAME_ITEMS as usize });
+    }
+    Ok(fields)
+}
+
+/// Skips the value of a key this version does not know, without building it:
+/// containers nest at most [`MAX_DEPTH`](crate::msgpack::MAX_DEPTH) levels and
+/// hold at most [`MAX_FRAME_ITEMS`] elements each.
+fn skip_unknown(reader: &mut Reader<'_>) -> Result<(), CodecError> {
+    reader.skip_within(crate::msgpack::MAX_DEPTH, MAX_FRAME_ITEMS)
 }
 
 impl ServerFrame {
@@ -200,14 +265,14 @@ impl ServerFrame {
     }
 
     /// Decodes a frame from untrusted bytes: a map with a `t` field; unknown
-    /// keys are skipped, so later protocol versions can add fields.
+    /// keys are skipped without building values (see [`skip_unknown`]), so
+    /// later protocol versions can add fields.
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        const MAX_TEXT: usize = 64 * 1024;
         let mut reader = Reader::new(bytes);
         let mut kind = None;
         let (mut v, mut session, mut ack, mut nonce) = (None, None, None, None);
         let (mut envelope, mut code, mut message) = (None, None, None);
-        for _ in 0..reader.map_len("frame")? {
+        for _ in 0..frame_fields(&mut reader)? {
             match reader.str("key", MAX_TEXT)? {
                 "t" => kind = Some(reader.str("t", MAX_TEXT)?),
                 "v" => v = Some(reader.uint("v")?),
@@ -217,12 +282,10 @@ impl ServerFrame {
                 "envelope" => envelope = Some(reader.bin("envelope", usize::MAX)?),
                 "code" => code = Some(reader.str("code", MAX_TEXT)?),
                 "message" => message = Some(reader.str("message", MAX_TEXT)?),
-                _ => reader.skip()?,
+                _ => skip_unknown(&mut reader)?,
             }
         }
-        if reader.remaining() != 0 {
-            return Err(CodecError::TrailingBytes(reader.remaining()));
-        }
+        reader.finish()?;
         let missing = |field| CodecError::UnexpectedType { field };
         Ok(match kind.ok_or(missing("t"))? {
             "welcome" => Self::Welcome {
@@ -294,10 +357,85 @@ mod tests {
         {
             assert!(ServerFrame::decode(bytes).is_err(), "{bytes:?}");
         }
-        let mut deep = vec![0x81, 0xa1, b'z'];
-        deep.extend([0x91; 100]);
+        // {"t": "pong", "nonce": 1, "z": [[[...nil...]]]} nested one level too deep
+        let mut deep =
+            vec![0x83, 0xa1, b't', 0xa4, b'p', b'o', b'n', b'g', 0xa5, b'n', b'o', b'n', b'c', b'e', 1];
+        deep.extend([0xa1, b'z']);
+        deep.extend([0x91; crate::msgpack::MAX_DEPTH + 1]);
         deep.push(0xc0);
-        assert!(ServerFrame::decode(&deep).is_err(), "nesting is bounded");
+        let max = crate::msgpack::MAX_DEPTH;
+        assert_eq!(ServerFrame::decode(&deep), Err(CodecError::TooDeep { max }), "nesting is bounded");
+        deep.remove(17);
+        assert_eq!(ServerFrame::decode(&deep), Ok(ServerFrame::Pong { nonce: 1 }));
+    }
+
+    /// `{"t": "ping", "nonce": 1, "pad": <padding>}`.
+    fn padded_ping(padding: &[u8]) -> Vec<u8> {
+        let mut bytes =
+            vec![0x83, 0xa1, b't', 0xa4, b'p', b'i', b'n', b'g', 0xa5, b'n', b'o', b'n', b'c', b'e', 1];
+        bytes.extend([0xa3, b'p', b'a', b'd']);
+        bytes.extend(padding);
+        bytes
+    }
+
+    // Regression (issue 13): a frame padded with a million empty maps in an
+    // unknown field cost 70 ms of CPU per MiB (rmp-serde buffered every map).
+    #[test]
+    fn a_million_empty_maps_are_refused_at_the_padding_header() {
+        let mut padding = vec![0xdd];
+        padding.extend(1_000_000u32.to_be_bytes());
+        padding.extend(core::iter::repeat_n(0x80, 1_000_000));
+        let bytes = padded_ping(&padding);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(
+            ClientFrame::read(&mut reader),
+            Err(CodecError::TooManyItems { len: 1_000_000, max: MAX_FRAME_ITEMS as usize })
+        );
+        // map, "t", "ping", "nonce", 1, "pad" and the padding's header: no map of it was read
+        assert_eq!(reader.tokens(), 7);
+    }
+
+    #[test]
+    fn padding_within_the_caps_is_skipped_one_step_per_token() {
+        // A million empty maps in 977 arrays of at most 1024: every container
+        // within the cap, so the padding is skipped, token by token, nothing built.
+        let mut padding = vec![0xdc];
+        padding.extend(977u16.to_be_bytes());
+        for chunk in 0..977 {
+            let n = if chunk < 976 { 1024 } else { (1_000_000 - 976 * 1024) as u16 };
+            padding.push(0xdc);
+            padding.extend(n.to_be_bytes());
+            padding.extend(core::iter::repeat_n(0x80, n as usize));
+        }
+        let bytes = padded_ping(&padding);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(ClientFrame::read(&mut reader), Ok(ClientFrame::Ping { nonce: 1 }));
+        let frame_tokens = 7; // map, 3 keys, "ping", 1, and the padding's outer array
+        assert_eq!(reader.tokens(), frame_tokens + 977 + 1_000_000);
+        assert!(reader.tokens() <= bytes.len());
+        assert_eq!(ServerFrame::decode(&bytes), Err(CodecError::UnexpectedType { field: "t" }));
+    }
+
+    #[test]
+    fn client_frames_skip_unknown_keys_and_refuse_what_is_not_a_frame() {
+        // {"t": "subscribe", "x": {"y": [1]}, "pattern": "a.>", "ack": nil}
+        let mut bytes = vec![0x84, 0xa1, b't', 0xa9];
+        bytes.extend(b"subscribe");
+        bytes.extend([0xa1, b'x', 0x81, 0xa1, b'y', 0x91, 0x01, 0xa7]);
+        bytes.extend(b"pattern");
+        bytes.extend([0xa3, b'a', b'.', b'>', 0xa3, b'a', b'c', b'k', 0xc0]);
+        assert_eq!(
+            ClientFrame::decode(&bytes),
+            Ok(ClientFrame::Subscribe { pattern: "a.>".into(), ack: None })
+        );
+        assert_eq!(ClientFrame::decode(&bytes[..bytes.len() - 1]), Err(CodecError::Truncated));
+        let mut trailing = bytes.clone();
+        trailing.push(0xc0);
+        assert_eq!(ClientFrame::decode(&trailing), Err(CodecError::TrailingBytes(1)));
+        // {"t": "hello", "v": 2^32}
+        let hello =
+            [0x82, 0xa1, b't', 0xa5, b'h', b'e', b'l', b'l', b'o', 0xa1, b'v', 0xcf, 0, 0, 0, 1, 0, 0, 0, 0];
+        assert_eq!(ClientFrame::decode(&hello), Err(CodecError::UnexpectedType { field: "v" }));
     }
 
     #[test]
