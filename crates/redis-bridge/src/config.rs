@@ -2,41 +2,13 @@
 
 use std::net::SocketAddr;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
-use crate::simulator::SimulatorConfig;
-
-/// The command line: the bridge's flags, or `demo` with the same flags plus the simulator's.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "swarmbus-bridge", version, about)]
-pub struct Cli {
-    /// What to run; without a subcommand, the bridge.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// The bridge's settings.
-    #[command(flatten)]
-    pub config: Config,
-}
-
-/// Subcommands.
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// The bridge plus a built-in swarm simulator, serving the dashboard (`www/dist`).
-    Demo(DemoArgs),
-}
-
-/// Flags of `demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// The bridge's settings.
-    #[command(flatten)]
-    pub config: Config,
-    /// The simulator's settings.
-    #[command(flatten)]
-    pub simulator: SimulatorConfig,
-}
+use crate::logging::LogFormat;
 
 /// `swarmbus-bridge`: relays swarmbus envelopes between WebSocket clients.
+///
+/// The binary makes every flag global: it may come before or after `demo`.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
@@ -71,6 +43,9 @@ pub struct Config {
     /// Protocol errors tolerated on one connection before it is closed.
     #[arg(long, env = "SWARMBUS_MAX_STRIKES", default_value_t = 16)]
     pub max_strikes: u32,
+    /// Log line format on stderr (the level comes from `RUST_LOG`, default `info`).
+    #[arg(long, env = "SWARMBUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -80,8 +55,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Refuses settings that would be unsafe: an open bridge (no auth secret)
-    /// only listens on loopback addresses.
+    /// Checks every setting before anything listens: refuses unsafe ones (an
+    /// open bridge, with no auth secret, only listens on loopback addresses),
+    /// parses the Redis URL, and requires positive limits and an existing
+    /// `--static` directory.
     pub fn validate(&self) -> Result<(), String> {
         match &self.auth_secret {
             None if !self.listen.ip().is_loopback() => {
@@ -98,6 +75,15 @@ impl Config {
         }
         if self.publish_rate == 0 || self.publish_burst == 0 {
             return Err("--publish-rate and --publish-burst must be positive".into());
+        }
+        if self.max_strikes == 0 {
+            return Err("--max-strikes must be positive".into());
+        }
+        if let Some(url) = &self.redis {
+            redis::Client::open(url.as_str()).map_err(|e| format!("invalid --redis URL {url}: {e}"))?;
+        }
+        if let Some(dir) = self.static_dir.as_ref().filter(|dir| !dir.is_dir()) {
+            return Err(format!("--static {}: not a directory", dir.display()));
         }
         Ok(())
     }
@@ -128,5 +114,22 @@ mod tests {
         assert_eq!(secured.validate(), Ok(()));
         let weak = Config::parse_from(["swarmbus-bridge", "--auth-secret", "short"]);
         assert!(weak.validate().is_err());
+    }
+
+    #[test]
+    fn limits_urls_and_directories_are_checked() {
+        let invalid = |args: &[&str]| {
+            let config = Config::parse_from(["swarmbus-bridge"].iter().chain(args));
+            config.validate().expect_err(&args.join(" "))
+        };
+        // Regression: a bad Redis URL was only refused after "listening" was printed.
+        assert!(invalid(&["--redis", "notaurl"]).contains("invalid --redis URL"));
+        assert!(invalid(&["--static", "/nonexistent/swarmbus"]).contains("not a directory"));
+        for flag in ["--max-frame", "--send-queue", "--max-subscriptions", "--publish-rate", "--max-strikes"]
+        {
+            assert!(invalid(&[flag, "0"]).contains("must be positive"), "{flag}");
+        }
+        let redis = Config::parse_from(["swarmbus-bridge", "--redis", "redis://127.0.0.1:1"]);
+        assert_eq!(redis.validate(), Ok(()));
     }
 }

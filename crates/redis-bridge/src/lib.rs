@@ -12,10 +12,13 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod metrics;
+pub mod probes;
 pub mod relay;
 pub mod server;
 pub mod simulator;
+pub mod static_files;
 
 /// The wire protocol, shared with the wasm `Messenger` (defined in `swarmbus-core`).
 pub use swarmbus_core::protocol;

@@ -1,49 +1,78 @@
-//! The `swarmbus-bridge` binary.
+//! The `swarmbus-bridge` binary: parses and checks the command line, sets up
+//! logging, then serves until SIGINT or SIGTERM.
+//!
+//! Everything that can be refused is refused before "listening" is logged:
+//! flags, the Redis URL, the `--static` directory, the listening address.
 
-use clap::Parser;
-use swarmbus_bridge::config::{Cli, Command};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use swarmbus_bridge::config::Config;
 use swarmbus_bridge::server::{serve_with, Bridge};
-use swarmbus_bridge::simulator::Simulator;
-use tracing_subscriber::EnvFilter;
+use swarmbus_bridge::simulator::{Simulator, SimulatorConfig};
+
+/// The command line: the bridge's flags, and optionally `demo` with the simulator's.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "swarmbus-bridge", version, about)]
+struct Cli {
+    /// What to run; without a subcommand, the bridge.
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The bridge's settings: global, so they may come before or after `demo`.
+    #[command(flatten)]
+    config: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+enum Command {
+    /// The bridge plus a built-in swarm simulator, serving the dashboard (`www/dist`).
+    Demo(SimulatorConfig),
+}
+
+impl Cli {
+    /// Parses the process's arguments. Every bridge flag is made global here,
+    /// so `swarmbus-bridge --auth-secret S demo` applies the secret instead
+    /// of parsing it into a configuration nobody reads.
+    fn parse_global() -> Self {
+        let command = Self::command().mut_args(|arg| arg.global(true));
+        let matches = command.get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::from_default_env().add_directive("info".parse().expect("valid directive")),
-        )
-        .init();
-    let (mut config, demo) = match Cli::parse() {
-        Cli { command: Some(Command::Demo(demo)), .. } => (demo.config, Some(demo.simulator)),
-        Cli { config, .. } => (config, None),
-    };
+async fn main() -> ExitCode {
+    let Cli { command, mut config } = Cli::parse_global();
+    if let Err(why) = swarmbus_bridge::logging::init(config.log_format) {
+        return fail(2, &why);
+    }
+    let demo = command.map(|Command::Demo(simulator)| simulator);
+    if let Err(why) = config.validate() {
+        return fail(2, &why);
+    }
+    // The demo serves the dashboard from www/dist unless told otherwise (checked below, not refused).
     if demo.is_some() && config.static_dir.is_none() {
         config.static_dir = Some("www/dist".into());
     }
-    if let Err(why) = config.validate() {
-        eprintln!("swarmbus-bridge: {why}");
-        return std::process::ExitCode::from(2);
-    }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("swarmbus-bridge: cannot listen on {}: {e}", config.listen);
-            return std::process::ExitCode::from(1);
-        }
-    };
+    let static_dir = config.static_dir.clone();
     let mode =
         config.redis.as_deref().map_or("embedded broker".to_owned(), |url| format!("relaying through {url}"));
-    // The bound address, so `--listen 127.0.0.1:0` tells which port it got.
-    let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-    tracing::info!("swarmbus-bridge listening on http://{address} ({mode})");
-    let static_dir = config.static_dir.clone();
+    let listen = config.listen;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(1, &format!("cannot listen on {listen}: {e}")),
+    };
     let bridge = match Bridge::new(config) {
         Ok(bridge) => bridge,
-        Err(why) => {
-            eprintln!("swarmbus-bridge: {why}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(why) => return fail(2, &why),
     };
+    // The bound address, so `--listen 127.0.0.1:0` tells which port it got.
+    let address = listener.local_addr().map_or_else(|_| listen.to_string(), |a| a.to_string());
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "swarmbus-bridge listening on http://{address} ({mode})"
+    );
     let mut extra = axum::Router::new();
     if let Some(settings) = demo {
         let simulator = Simulator::new(bridge.clone(), settings);
@@ -57,12 +86,15 @@ async fn main() -> std::process::ExitCode {
         tracing::info!("demo: open http://{address}/ for the dashboard");
     }
     match serve_with(listener, bridge, extra, shutdown_signal()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("swarmbus-bridge: {e}");
-            std::process::ExitCode::from(1)
-        }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
     }
+}
+
+/// Prints `why` on stderr (whatever the log settings) and returns `code`.
+fn fail(code: u8, why: &str) -> ExitCode {
+    eprintln!("swarmbus-bridge: {why}");
+    ExitCode::from(code)
 }
 
 /// Resolves on SIGINT or SIGTERM.

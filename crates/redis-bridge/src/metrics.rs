@@ -5,6 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 /// A priority label.
@@ -58,18 +59,32 @@ pub struct Metrics {
     pub abusive_disconnects: Counter,
     /// Time to route one publish and queue it to every subscriber.
     pub publish_seconds: Histogram,
-    /// 1 while the Redis subscriber connection is up (Redis mode).
+    /// 1 while the Redis subscriber connection is up (exported in Redis mode only).
     pub redis_up: Gauge,
-    /// Attempts to (re)connect the Redis subscriber.
+    /// Attempts to (re)connect the Redis subscriber (exported in Redis mode only).
     pub redis_reconnects: Counter,
-    /// Publishes Redis refused or could not take (answered with `UNAVAILABLE`).
+    /// Publishes Redis refused or could not take, answered with `UNAVAILABLE`
+    /// (exported in Redis mode only).
     pub redis_publish_failures: Counter,
     /// Events clients report having handled, by client kind and code path.
     pub client_events: Family<ClientEventLabel, Counter>,
 }
 
+/// The metrics of an embedded-broker bridge: no `swarmbus_redis_*`.
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+/// Labels of `swarmbus_build_info`.
+type BuildLabels = [(&'static str, &'static str); 1];
+
+impl Metrics {
+    /// Every metric, with the `swarmbus_redis_*` ones only when `redis` (Redis
+    /// mode): an embedded bridge exports no Redis state, not even a `0`.
+    /// `swarmbus_build_info{version}` is always 1.
+    pub fn new(redis: bool) -> Self {
         let mut registry = Registry::with_prefix("swarmbus");
         let metrics = Self {
             connections: Counter::default(),
@@ -106,21 +121,26 @@ impl Default for Metrics {
             "Time to route one publish and queue it to every subscriber",
             metrics.publish_seconds.clone(),
         );
-        registry.register(
-            "redis_up",
-            "1 while the Redis subscriber connection is up",
-            metrics.redis_up.clone(),
-        );
-        registry.register(
-            "redis_reconnects",
-            "Attempts to (re)connect the Redis subscriber",
-            metrics.redis_reconnects.clone(),
-        );
-        registry.register(
-            "redis_publish_failures",
-            "Publishes Redis refused or could not take",
-            metrics.redis_publish_failures.clone(),
-        );
+        if redis {
+            registry.register(
+                "redis_up",
+                "1 while the Redis subscriber connection is up",
+                metrics.redis_up.clone(),
+            );
+            registry.register(
+                "redis_reconnects",
+                "Attempts to (re)connect the Redis subscriber",
+                metrics.redis_reconnects.clone(),
+            );
+            registry.register(
+                "redis_publish_failures",
+                "Publishes Redis refused or could not take",
+                metrics.redis_publish_failures.clone(),
+            );
+        }
+        // OpenMetrics adds `_info`: the series is `swarmbus_build_info{version="…"} 1`.
+        let build: Info<BuildLabels> = Info::new([("version", env!("CARGO_PKG_VERSION"))]);
+        registry.register("build", "The bridge's version", build);
         registry.register(
             "client_events",
             "Events clients report having handled, by client kind and path (wasm or js)",
@@ -128,9 +148,7 @@ impl Default for Metrics {
         );
         Self { registry, ..metrics }
     }
-}
 
-impl Metrics {
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -142,5 +160,27 @@ impl Metrics {
     /// Counts an error reported to a client.
     pub fn error(&self, code: &'static str) {
         self.errors.get_or_create(&CodeLabel { code }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_metrics_only_in_redis_mode_and_build_info_always() {
+        // Regression: `swarmbus_redis_up 0` was exported by an embedded bridge.
+        let embedded = Metrics::default().render();
+        assert!(!embedded.contains("swarmbus_redis"), "{embedded}");
+        let redis = Metrics::new(true).render();
+        for name in [
+            "swarmbus_redis_up ",
+            "swarmbus_redis_reconnects_total ",
+            "swarmbus_redis_publish_failures_total ",
+        ] {
+            assert!(redis.contains(name), "{name} missing:\n{redis}");
+        }
+        let build = format!("swarmbus_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"));
+        assert!(embedded.contains(&build) && redis.contains(&build), "{embedded}");
     }
 }

@@ -104,6 +104,9 @@ pub struct RedisRelay {
     metrics: Arc<Metrics>,
 }
 
+/// "cannot reach Redis" is logged at `warn` at most once per 30 s (every attempt at `debug`).
+static UNREACHABLE_LOG: crate::logging::Throttle = crate::logging::Throttle::new(Duration::from_secs(30));
+
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -204,7 +207,10 @@ impl RedisRelay {
                     }
                     Err(e) => tracing::warn!("PSUBSCRIBE failed: {e}"),
                 },
-                Err(e) => tracing::debug!("cannot reach Redis: {e}"),
+                Err(e) => match UNREACHABLE_LOG.allow() {
+                    Some(held) => tracing::warn!(attempts_not_logged = held, "cannot reach Redis: {e}"),
+                    None => tracing::debug!("cannot reach Redis: {e}"),
+                },
             }
             self.metrics.redis_reconnects.inc();
             tokio::time::sleep(delay).await;

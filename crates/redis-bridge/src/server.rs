@@ -45,7 +45,7 @@ impl Bridge {
     /// A bridge with `config`. In Redis mode this spawns the subscriber task,
     /// so it must be called inside a Tokio runtime.
     pub fn new(config: Config) -> Result<Arc<Self>, String> {
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(config.redis.is_some()));
         let limits = BrokerLimits {
             send_queue: config.send_queue,
             max_subscriptions: config.max_subscriptions,
@@ -170,12 +170,12 @@ pub fn app(bridge: Arc<Bridge>) -> Router {
     let router = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/v1/publish", post(http_publish))
-        .route("/healthz", get(healthz))
+        .merge(crate::probes::routes())
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_frame))
         .with_state(bridge);
     match static_dir {
-        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        Some(dir) => router.fallback_service(crate::static_files::service(dir)),
         None => router,
     }
 }
@@ -213,14 +213,6 @@ pub async fn serve_with(
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, app(bridge).merge(extra)).with_graceful_shutdown(shutdown).await
-}
-
-async fn healthz(State(bridge): State<Arc<Bridge>>) -> Response {
-    if bridge.is_ready() {
-        "ok\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n").into_response()
-    }
 }
 
 async fn metrics(State(bridge): State<Arc<Bridge>>) -> Response {

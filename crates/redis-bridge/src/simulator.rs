@@ -34,16 +34,16 @@ use crate::server::Bridge;
 #[derive(Debug, Clone, Args)]
 pub struct SimulatorConfig {
     /// Simulated agents, spread over the swarms.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub agents: u32,
-    /// Number of swarms (named alpha, beta, gamma, ...).
-    #[arg(long, default_value_t = 4)]
+    /// Number of swarms (named alpha, beta, gamma, ...; at most 8).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=SWARM_NAMES.len() as i64))]
     pub swarms: u32,
     /// Events per second, all agents together (changeable at run time: `POST /v1/demo/rate`).
     #[arg(long, default_value_t = 20_000)]
     pub rate: u32,
-    /// Share of events marked as failing outside failure bursts.
-    #[arg(long, default_value_t = 0.02)]
+    /// Share of events marked as failing outside failure bursts (0 to 1).
+    #[arg(long, default_value_t = 0.02, value_parser = share)]
     pub failure_rate: f64,
     /// Period of each swarm's failure burst cycle, in seconds (0: no bursts).
     #[arg(long, default_value_t = 20)]
@@ -51,6 +51,14 @@ pub struct SimulatorConfig {
     /// Seconds between phase transitions of one swarm.
     #[arg(long, default_value_t = 10)]
     pub phase_secs: u64,
+}
+
+/// Parses a share: a number from 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
 }
 
 impl Default for SimulatorConfig {
