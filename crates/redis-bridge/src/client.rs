@@ -1,6 +1,11 @@
 //! A native client of the bridge: connect, subscribe, publish with
-//! acknowledgement, receive events; reconnects with exponential backoff and
-//! resubscribes on its own.
+//! acknowledgement, receive events.
+//!
+//! The protocol itself (hello, resubscribing in order after a reconnect,
+//! request deadlines, backoff with jitter, keepalive pings, the bounded
+//! offline queue) is [`swarmbus_core::session`]; this module is its tokio
+//! shell: one task owns the socket, feeds frames and the time into the
+//! session, writes the frames it returns, and sleeps until its next timer.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), swarmbus_bridge::client::ClientError> {
@@ -15,20 +20,27 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use swarmbus_core::{envelope, Envelope};
+use swarmbus_core::session::{
+    Action, Effect, Failure, RequestId, SessionError, SessionState, Stop, TransportId,
+};
+use swarmbus_core::{envelope, Envelope, Priority, Session, SessionConfig};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async_with_config, MaybeTlsStream, WebSocketStream};
 
-use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
-
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A connection being opened (boxed: a socket is large).
+type Opening = Pin<Box<dyn Future<Output = Result<Box<Socket>, String>> + Send>>;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -37,14 +49,24 @@ pub struct ClientOptions {
     pub token: Option<String>,
     /// Reconnect after the connection drops (default true).
     pub reconnect: bool,
-    /// First reconnect delay (default 50 ms); doubles up to `max_backoff`.
+    /// Ceiling of the first reconnect delay (default 50 ms); doubles up to
+    /// `max_backoff`; each delay is drawn between half the ceiling and the ceiling.
     pub min_backoff: Duration,
-    /// Longest reconnect delay (default 2 s).
+    /// Largest reconnect delay ceiling (default 2 s).
     pub max_backoff: Duration,
-    /// Events buffered for the application before the oldest are dropped and counted (default 65 536).
+    /// Events buffered for the application before new ones are dropped and counted (default 65 536).
     pub event_buffer: usize,
-    /// How long to wait for an acknowledgement (default 5 s).
+    /// How long a publish or subscribe waits for the bridge's answer (default 5 s).
     pub ack_timeout: Duration,
+    /// Keepalive ping interval; a ping unanswered by the next one closes the
+    /// connection and reconnects (default 15 s; zero turns pings off).
+    pub ping_interval: Duration,
+    /// Time to open a connection and be welcomed (default 10 s); also bounds a socket write.
+    pub connect_timeout: Duration,
+    /// Publishes held while disconnected (default 1 024).
+    pub offline_capacity: usize,
+    /// Envelope bytes held while disconnected (default 4 MiB).
+    pub offline_bytes: usize,
 }
 
 impl Default for ClientOptions {
@@ -56,6 +78,31 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_secs(2),
             event_buffer: 65_536,
             ack_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            offline_capacity: 1_024,
+            offline_bytes: 4 << 20,
+        }
+    }
+}
+
+impl ClientOptions {
+    fn session_config(&self) -> SessionConfig {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        SessionConfig {
+            token: self.token.clone(),
+            reconnect: self.reconnect,
+            min_backoff_ms: ms(self.min_backoff),
+            max_backoff_ms: ms(self.max_backoff),
+            connect_timeout_ms: ms(self.connect_timeout),
+            // `Client::connect` fails when its first attempt does.
+            give_up_after_ms: Some(0),
+            ping_interval_ms: ms(self.ping_interval),
+            request_timeout_ms: ms(self.ack_timeout),
+            offline_max_items: self.offline_capacity,
+            offline_max_bytes: self.offline_bytes,
+            seed: fastrand::u64(..),
+            ..SessionConfig::default()
         }
     }
 }
@@ -66,20 +113,23 @@ impl Default for ClientOptions {
 pub enum ClientError {
     /// Could not connect or greet the bridge.
     Connect(String),
-    /// The connection is down (and reconnecting, if enabled).
+    /// The connection dropped before the bridge answered: the publish may or may not have been taken.
     Disconnected,
-    /// The bridge refused the request.
+    /// The bridge refused the request (its code), or the session did before
+    /// sending it: `INVALID_PATTERN`, `QUEUE_FULL` (disconnected, and the
+    /// offline queue is full), `DROPPED` (evicted from the offline queue by
+    /// more urgent publishes), `TOO_MANY_REQUESTS`, `TOO_MANY_SUBSCRIPTIONS`.
     Refused {
-        /// The bridge's error code.
+        /// The error code.
         code: String,
         /// Its message.
         message: String,
     },
-    /// No acknowledgement within the timeout.
+    /// No answer within `ack_timeout`.
     Timeout,
     /// The envelope could not be encoded.
     Encode(String),
-    /// The client was dropped.
+    /// The client was dropped, or stopped for good.
     Closed,
 }
 
@@ -87,7 +137,7 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(why) => write!(f, "cannot connect: {why}"),
-            Self::Disconnected => f.write_str("disconnected"),
+            Self::Disconnected => f.write_str("disconnected before the answer"),
             Self::Refused { code, message } => write!(f, "{code}: {message}"),
             Self::Timeout => f.write_str("no acknowledgement in time"),
             Self::Encode(why) => write!(f, "cannot encode: {why}"),
@@ -98,262 +148,385 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-enum Command {
-    Subscribe(String, oneshot::Sender<Result<(), ClientError>>),
-    Unsubscribe(String),
-    /// With a waiter, the publish asks for an acknowledgement.
-    Publish(Vec<u8>, Option<oneshot::Sender<Result<(), ClientError>>>),
+impl From<SessionError> for ClientError {
+    fn from(e: SessionError) -> Self {
+        Self::Refused { code: e.code().to_owned(), message: e.to_string() }
+    }
 }
 
-/// A handle to a bridge connection; cheap to clone.
+impl From<Failure> for ClientError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Refused { code, message } => Self::Refused { code, message },
+            Failure::Timeout => Self::Timeout,
+            Failure::Disconnected => Self::Disconnected,
+            Failure::Closed => Self::Closed,
+            other => Self::Refused { code: other.code().to_owned(), message: other.to_string() },
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<(), ClientError>>;
+
+enum Command {
+    Subscribe(String, Waiter),
+    Unsubscribe(String),
+    /// `ack`: answer when the bridge did; otherwise as soon as the session took it.
+    Publish {
+        envelope: Vec<u8>,
+        priority: Priority,
+        ack: bool,
+        waiter: Waiter,
+    },
+}
+
+/// A handle to a bridge connection; cheap to clone. The connection closes
+/// when every handle is dropped.
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
-    ack_timeout: Duration,
+    state: watch::Receiver<SessionState>,
 }
 
 impl Client {
     /// Connects to `url` (e.g. `ws://127.0.0.1:8080/ws`) and greets the bridge.
     /// Returns the client and the stream of events for its subscriptions.
+    /// Fails when this first attempt fails; later drops reconnect on their own.
     pub async fn connect(
         url: &str,
         options: ClientOptions,
     ) -> Result<(Client, mpsc::Receiver<Envelope>), ClientError> {
-        let socket = open(url, &options).await?;
         let (commands, command_rx) = mpsc::channel(1024);
         let (events, event_rx) = mpsc::channel(options.event_buffer.max(1));
-        let ack_timeout = options.ack_timeout;
-        let task = Connection {
+        let (ready, ready_rx) = oneshot::channel();
+        let (state, state_rx) = watch::channel(SessionState::Idle);
+        let shell = Shell {
+            state,
             url: url.to_owned(),
-            options,
-            patterns: BTreeSet::new(),
-            pending: HashMap::new(),
-            next_ack: 1,
+            session: Session::new(options.session_config()),
+            start: Instant::now(),
+            write_timeout: options.connect_timeout.max(Duration::from_millis(1)),
+            socket: None,
+            opening: None,
+            waiters: HashMap::new(),
             events,
             dropped_events: 0,
+            ready: Some(ready),
+            last_error: String::from("closed before the welcome"),
         };
-        tokio::spawn(task.run(socket, command_rx));
-        Ok((Client { commands, ack_timeout }, event_rx))
+        tokio::spawn(shell.run(command_rx));
+        ready_rx.await.map_err(|_| ClientError::Closed)??;
+        Ok((Client { commands, state: state_rx }, event_rx))
     }
 
-    /// Subscribes to a pattern; kept across reconnects. Waits until the bridge accepted it.
+    /// The connection's state now: `Open`, `Reconnecting`, or `Closed` once it stopped for good.
+    pub fn state(&self) -> SessionState {
+        *self.state.borrow()
+    }
+
+    /// A receiver of the connection's state changes (`watch::Receiver::wait_for` waits for one).
+    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
+        self.state.clone()
+    }
+
+    /// Subscribes to a pattern; kept across reconnects. Waits until the bridge
+    /// accepted it (after the next reconnect, when disconnected).
     pub async fn subscribe(&self, pattern: &str) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Subscribe(pattern.to_owned(), tx))
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        self.answer(rx).await
+        self.command(Command::Subscribe(pattern.to_owned(), tx)).await?;
+        rx.await.map_err(|_| ClientError::Closed)?
     }
 
     /// Unsubscribes from a pattern.
     pub async fn unsubscribe(&self, pattern: &str) -> Result<(), ClientError> {
-        self.commands.send(Command::Unsubscribe(pattern.to_owned())).await.map_err(|_| ClientError::Closed)
+        self.command(Command::Unsubscribe(pattern.to_owned())).await
     }
 
-    /// Publishes an envelope and waits for the bridge's acknowledgement.
+    /// Publishes an envelope and waits for the bridge's acknowledgement. While
+    /// disconnected it waits in the offline queue (see [`ClientOptions`]).
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), ClientError> {
         let bytes = envelope.encode().map_err(|e| ClientError::Encode(e.to_string()))?;
-        self.publish_bytes(bytes).await
+        self.publish_with(bytes, envelope.priority, true).await
     }
 
     /// Publishes an already encoded envelope and waits for the acknowledgement.
     pub async fn publish_bytes(&self, envelope: Vec<u8>) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Publish(envelope, Some(tx))).await.map_err(|_| ClientError::Closed)?;
-        self.answer(rx).await
+        // Bytes that are not an envelope go out anyway: the bridge's refusal is the answer.
+        let priority = envelope::peek_header(&envelope).map_or(Priority::NORMAL, |header| header.priority);
+        self.publish_with(envelope, priority, true).await
     }
 
     /// Publishes without asking for an acknowledgement: returns once the
-    /// connection task has the envelope. A refusal by the bridge is not
-    /// reported, and a publish queued while disconnected is lost.
+    /// connection task wrote it or queued it offline (or refused it:
+    /// `QUEUE_FULL`). A refusal by the bridge is not reported, and a publish
+    /// written just before the connection drops may be lost.
     pub async fn send(&self, envelope: &Envelope) -> Result<(), ClientError> {
         let bytes = envelope.encode().map_err(|e| ClientError::Encode(e.to_string()))?;
-        self.commands.send(Command::Publish(bytes, None)).await.map_err(|_| ClientError::Closed)
+        self.publish_with(bytes, envelope.priority, false).await
     }
 
-    async fn answer(&self, rx: oneshot::Receiver<Result<(), ClientError>>) -> Result<(), ClientError> {
-        match tokio::time::timeout(self.ack_timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout),
-        }
+    async fn publish_with(
+        &self,
+        envelope: Vec<u8>,
+        priority: Priority,
+        ack: bool,
+    ) -> Result<(), ClientError> {
+        let (waiter, rx) = oneshot::channel();
+        self.command(Command::Publish { envelope, priority, ack, waiter }).await?;
+        rx.await.map_err(|_| ClientError::Closed)?
     }
-}
 
-async fn open(url: &str, options: &ClientOptions) -> Result<Socket, ClientError> {
-    let (mut socket, _) =
-        connect_async_with_config(url, None, true).await.map_err(|e| ClientError::Connect(e.to_string()))?;
-    let hello = ClientFrame::Hello { v: PROTOCOL_VERSION, token: options.token.clone() };
-    socket
-        .send(Message::Binary(hello.encode().into()))
-        .await
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Binary(bytes))) => match ServerFrame::decode(&bytes) {
-                Ok(ServerFrame::Welcome { .. }) => return Ok(socket),
-                Ok(ServerFrame::Error { code, message, .. }) => {
-                    return Err(ClientError::Refused { code, message })
-                }
-                _ => return Err(ClientError::Connect("unexpected first frame".into())),
-            },
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
-            None => return Err(ClientError::Connect("closed during hello".into())),
-        }
+    async fn command(&self, command: Command) -> Result<(), ClientError> {
+        self.commands.send(command).await.map_err(|_| ClientError::Closed)
     }
 }
 
-/// Acknowledgements this client waits for, by ack id.
-type Pending = HashMap<u64, oneshot::Sender<Result<(), ClientError>>>;
-
-struct Connection {
+/// The connection task: the session plus the socket, the clock and the waiters.
+struct Shell {
+    /// Published for `Client::state`.
+    state: watch::Sender<SessionState>,
     url: String,
-    options: ClientOptions,
-    patterns: BTreeSet<String>,
-    pending: Pending,
-    next_ack: u64,
+    session: Session,
+    start: Instant,
+    write_timeout: Duration,
+    socket: Option<(TransportId, Socket)>,
+    opening: Option<(TransportId, Opening)>,
+    waiters: HashMap<RequestId, Waiter>,
     events: mpsc::Sender<Envelope>,
     dropped_events: u64,
+    /// Answers `Client::connect`: the first welcome, or why not.
+    ready: Option<Waiter>,
+    last_error: String,
 }
 
-impl Connection {
-    async fn run(mut self, mut socket: Socket, mut commands: mpsc::Receiver<Command>) {
-        let mut backoff = self.options.min_backoff;
+impl Shell {
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let now = self.now();
+        if self.session.connect(now).is_err() {
+            return;
+        }
         loop {
-            let closed_by_user = self.serve(&mut socket, &mut commands).await;
-            for (_, waiter) in self.pending.drain() {
-                let _ = waiter.send(Err(ClientError::Disconnected));
-            }
-            if closed_by_user || !self.options.reconnect {
+            self.pump().await;
+            if self.session.state() == SessionState::Closed {
                 return;
             }
-            socket = loop {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(self.options.max_backoff);
-                // Answer commands that arrive while offline instead of letting them wait.
-                while let Ok(command) = commands.try_recv() {
-                    match command {
-                        Command::Subscribe(pattern, waiter) => {
-                            self.patterns.insert(pattern);
-                            let _ = waiter.send(Ok(()));
-                        }
-                        Command::Unsubscribe(pattern) => {
-                            self.patterns.remove(&pattern);
-                        }
-                        Command::Publish(_, waiter) => {
-                            if let Some(waiter) = waiter {
-                                let _ = waiter.send(Err(ClientError::Disconnected));
-                            }
-                        }
-                    }
-                }
-                if commands.is_closed() {
-                    return;
-                }
-                if let Ok(mut socket) = open(&self.url, &self.options).await {
-                    let resubscribed = self.resubscribe(&mut socket).await;
-                    if resubscribed {
-                        break socket;
-                    }
+            let wake = self.session.poll_timeout().map(|at| self.start + Duration::from_millis(at));
+            let opening = async {
+                match &mut self.opening {
+                    Some((transport, future)) => (*transport, future.await),
+                    None => std::future::pending().await,
                 }
             };
-            backoff = self.options.min_backoff;
-        }
-    }
-
-    async fn resubscribe(&mut self, socket: &mut Socket) -> bool {
-        for pattern in &self.patterns {
-            let frame = ClientFrame::Subscribe { pattern: pattern.clone(), ack: None };
-            if socket.send(Message::Binary(frame.encode().into())).await.is_err() {
-                return false;
+            let message = async {
+                match &mut self.socket {
+                    Some((transport, socket)) => (*transport, socket.next().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            enum Input {
+                Command(Option<Command>),
+                Opened(TransportId, Result<Box<Socket>, String>),
+                Message(TransportId, Option<Result<Message, String>>),
+                Wake,
             }
-        }
-        true
-    }
-
-    /// Serves one connection; returns true when the user dropped every handle.
-    async fn serve(&mut self, socket: &mut Socket, commands: &mut mpsc::Receiver<Command>) -> bool {
-        loop {
-            tokio::select! {
-                command = commands.recv() => {
-                    let Some(command) = command else {
-                        let _ = socket.close(None).await;
-                        return true;
+            let input = tokio::select! {
+                command = commands.recv() => Input::Command(command),
+                (transport, opened) = opening => Input::Opened(transport, opened),
+                (transport, message) = message => {
+                    Input::Message(transport, message.map(|m| m.map_err(|e| e.to_string())))
+                }
+                () = sleep => Input::Wake,
+            };
+            let now = self.now();
+            match input {
+                Input::Command(Some(command)) => self.command(command, now),
+                // Every handle is gone: close for good.
+                Input::Command(None) => self.session.close(now),
+                Input::Opened(transport, Ok(socket)) => {
+                    self.opening = None;
+                    self.socket = Some((transport, *socket));
+                    self.session.connected(transport, now);
+                }
+                Input::Opened(transport, Err(e)) => {
+                    self.opening = None;
+                    self.last_error = e;
+                    self.session.closed(transport, 1006, now);
+                }
+                Input::Message(transport, Some(Ok(Message::Binary(bytes)))) => {
+                    self.session.receive(transport, &bytes, now);
+                }
+                Input::Message(_, Some(Ok(_))) => {}
+                Input::Message(transport, closed) => {
+                    let code = match closed {
+                        Some(Ok(Message::Close(Some(frame)))) => u16::from(frame.code),
+                        Some(Err(e)) => {
+                            self.last_error = e;
+                            1006
+                        }
+                        _ => 1005,
                     };
-                    if self.send_command(socket, command).await.is_err() {
-                        return false;
-                    }
+                    self.socket = None;
+                    self.session.closed(transport, code, now);
                 }
-                message = socket.next() => {
-                    match message {
-                        Some(Ok(Message::Binary(bytes))) => self.receive(&bytes),
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
-                        Some(Ok(_)) => {}
-                    }
-                }
+                Input::Wake => self.session.tick(now),
             }
         }
     }
 
-    async fn send_command(&mut self, socket: &mut Socket, command: Command) -> Result<(), ()> {
-        let (frame, waiter) = match command {
-            Command::Subscribe(pattern, waiter) => {
-                if let Err(e) = swarmbus_core::topic::validate_pattern(&pattern) {
-                    let message = format!("invalid pattern: {e}");
-                    let _ =
-                        waiter.send(Err(ClientError::Refused { code: "INVALID_PATTERN".into(), message }));
-                    return Ok(());
-                }
-                self.patterns.insert(pattern.clone());
-                let ack = self.ack_id();
-                (ClientFrame::Subscribe { pattern, ack: Some(ack) }, Some((ack, waiter)))
-            }
+    fn command(&mut self, command: Command, now: u64) {
+        match command {
+            Command::Subscribe(pattern, waiter) => match self.session.subscribe(&pattern, true, now) {
+                Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),
+                Ok(None) => drop(waiter.send(Ok(()))),
+                Err(e) => drop(waiter.send(Err(e.into()))),
+            },
             Command::Unsubscribe(pattern) => {
-                self.patterns.remove(&pattern);
-                (ClientFrame::Unsubscribe { pattern }, None)
+                self.session.unsubscribe(&pattern);
             }
-            Command::Publish(envelope, Some(waiter)) => {
-                let ack = self.ack_id();
-                (ClientFrame::Publish { envelope, ack: Some(ack) }, Some((ack, waiter)))
+            Command::Publish { envelope, priority, ack, waiter } => {
+                match self.session.publish(envelope, priority, ack, now) {
+                    Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),
+                    Ok(None) => drop(waiter.send(Ok(()))),
+                    Err(e) => drop(waiter.send(Err(e.into()))),
+                }
             }
-            Command::Publish(envelope, None) => (ClientFrame::Publish { envelope, ack: None }, None),
-        };
-        if let Some((ack, waiter)) = waiter {
-            self.pending.insert(ack, waiter);
         }
-        socket.send(Message::Binary(frame.encode().into())).await.map_err(drop)
     }
 
-    fn ack_id(&mut self) -> u64 {
-        self.next_ack += 1;
-        self.next_ack
+    /// Carries out what the session decided: transport actions, then effects.
+    async fn pump(&mut self) {
+        let mut unflushed = false;
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Open { transport } => {
+                    let url = self.url.clone();
+                    self.socket = None;
+                    self.opening = Some((
+                        transport,
+                        Box::pin(async move {
+                            connect_async_with_config(&url, None, true)
+                                .await
+                                .map(|(socket, _)| Box::new(socket))
+                                .map_err(|e| e.to_string())
+                        }),
+                    ));
+                }
+                Action::Send { transport, frame } => {
+                    let Some((current, socket)) = &mut self.socket else { continue };
+                    if *current != transport {
+                        continue;
+                    }
+                    // Frames are fed here and flushed once below: a burst costs about one write.
+                    let fed =
+                        tokio::time::timeout(self.write_timeout, socket.feed(Message::Binary(frame.into())));
+                    match fed.await {
+                        Ok(Ok(())) => unflushed = true,
+                        Ok(Err(e)) => self.write_failed(transport, e.to_string()),
+                        Err(_) => self.write_failed(transport, "write timed out".into()),
+                    }
+                }
+                Action::Close { transport, code, reason } => {
+                    if self.opening.as_ref().is_some_and(|(t, _)| *t == transport) {
+                        self.opening = None;
+                    }
+                    if let Some((current, mut socket)) = self.socket.take() {
+                        if current == transport {
+                            let frame =
+                                CloseFrame { code: code.into(), reason: Utf8Bytes::from_static(reason) };
+                            let _ = tokio::time::timeout(self.write_timeout, socket.close(Some(frame))).await;
+                        } else {
+                            self.socket = Some((current, socket));
+                        }
+                    }
+                }
+            }
+        }
+        if unflushed {
+            self.flush().await;
+        }
+        while let Some(effect) = self.session.poll_effect() {
+            self.effect(effect);
+        }
     }
 
-    fn receive(&mut self, bytes: &[u8]) {
-        match ServerFrame::decode(bytes) {
-            Ok(ServerFrame::Event { envelope: bytes }) => {
-                if let Ok(event) = envelope::decode(&bytes) {
+    async fn flush(&mut self) {
+        let Some((transport, socket)) = &mut self.socket else { return };
+        let transport = *transport;
+        match tokio::time::timeout(self.write_timeout, socket.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.write_failed(transport, e.to_string()),
+            Err(_) => self.write_failed(transport, "write timed out".into()),
+        }
+    }
+
+    fn write_failed(&mut self, transport: TransportId, error: String) {
+        self.last_error = error;
+        self.socket = None;
+        let now = self.now();
+        self.session.closed(transport, 1006, now);
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Event(bytes) => match envelope::decode(&bytes) {
+                Ok(event) => {
                     if self.events.try_send(event).is_err() {
                         self.dropped_events += 1;
                         tracing::warn!(dropped = self.dropped_events, "event buffer full; dropping an event");
                     }
                 }
-            }
-            Ok(ServerFrame::Ack { ack }) | Ok(ServerFrame::Pong { nonce: ack }) => {
-                if let Some(waiter) = self.pending.remove(&ack) {
+                Err(e) => tracing::warn!("undecodable event from the bridge: {e}"),
+            },
+            Effect::Acked(id) => {
+                if let Some(waiter) = self.waiters.remove(&id) {
                     let _ = waiter.send(Ok(()));
                 }
             }
-            Ok(ServerFrame::Error { code, message, ack }) => {
-                let waiter = ack.and_then(|ack| self.pending.remove(&ack));
-                match waiter {
-                    Some(waiter) => drop(waiter.send(Err(ClientError::Refused { code, message }))),
-                    None => tracing::warn!("bridge error {code}: {message}"),
+            Effect::Failed(id, failure) => {
+                if let Some(waiter) = self.waiters.remove(&id) {
+                    let _ = waiter.send(Err(failure.into()));
                 }
             }
-            Ok(ServerFrame::Welcome { .. }) | Err(_) => {}
+            Effect::State(state) => {
+                self.state.send_replace(state);
+                if state == SessionState::Open {
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                }
+            }
+            Effect::Stopped(stop) => {
+                let error = match stop {
+                    Stop::Refused { code, message } => ClientError::Refused { code, message },
+                    Stop::Application => ClientError::Closed,
+                    Stop::Unavailable { .. } | Stop::Lost { .. } => {
+                        ClientError::Connect(self.last_error.clone())
+                    }
+                };
+                match self.ready.take() {
+                    Some(ready) => drop(ready.send(Err(error))),
+                    None => tracing::warn!("bridge client stopped: {error}"),
+                }
+            }
+            Effect::SubscriptionRefused { pattern, code, message } => {
+                tracing::warn!("bridge refused the subscription {pattern}: {code}: {message}");
+            }
+            Effect::Error { code, message } => tracing::warn!("bridge error {code}: {message}"),
+            Effect::Disconnected { code } => tracing::info!(code, "bridge connection lost"),
+            Effect::ReconnectIn { delay_ms, attempt } => {
+                tracing::debug!(delay_ms, attempt, "reconnecting to the bridge");
+            }
+            Effect::Subscribed(_) => {}
         }
     }
 }

@@ -1,15 +1,20 @@
 //! The native client against a real bridge on loopback: operations, refusals,
-//! and reconnecting with resubscription after the bridge restarts.
+//! reconnecting with resubscription after the bridge restarts, the offline
+//! queue; and against a fake bridge: keepalive and a refused hello.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use swarmbus_bridge::client::{Client, ClientError, ClientOptions};
 use swarmbus_bridge::config::Config;
+use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
 use swarmbus_bridge::server::{serve, Bridge};
+use swarmbus_core::session::SessionState;
 use swarmbus_core::{Envelope, Priority};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
 
 async fn start_on(
     addr: &str,
@@ -33,6 +38,7 @@ async fn subscribe_publish_receive_and_refusals() {
     let url = format!("ws://{addr}/ws");
     let (subscriber, mut events) = Client::connect(&url, ClientOptions::default()).await.unwrap();
     let (publisher, _) = Client::connect(&url, ClientOptions::default()).await.unwrap();
+    assert_eq!(subscriber.state(), SessionState::Open);
     subscriber.subscribe("swarm.*.task").await.unwrap();
 
     publisher.publish(&envelope(1, "swarm.alpha.task")).await.unwrap();
@@ -69,15 +75,28 @@ async fn subscribe_publish_receive_and_refusals() {
     ));
 }
 
-#[tokio::test]
-async fn reconnects_and_resubscribes_after_the_bridge_restarts() {
+/// A client subscribed to `pattern` on a bridge that then stops; returns once
+/// the client noticed (it is reconnecting). The bridge's address stays free for a restart.
+async fn subscribed_then_bridge_stopped(
+    pattern: &str,
+) -> (SocketAddr, String, Client, mpsc::Receiver<Envelope>) {
     let (addr, stop, server) = start_on("127.0.0.1:0").await;
     let url = format!("ws://{addr}/ws");
-    let (subscriber, mut events) = Client::connect(&url, ClientOptions::default()).await.unwrap();
-    subscriber.subscribe("jobs.>").await.unwrap();
-
+    let (client, events) = Client::connect(&url, ClientOptions::default()).await.unwrap();
+    client.subscribe(pattern).await.unwrap();
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+    let mut state = client.watch_state();
+    tokio::time::timeout(Duration::from_secs(5), state.wait_for(|s| *s == SessionState::Reconnecting))
+        .await
+        .expect("the client notices the bridge is gone")
+        .unwrap();
+    (addr, url, client, events)
+}
+
+#[tokio::test]
+async fn reconnects_and_resubscribes_after_the_bridge_restarts() {
+    let (addr, url, _subscriber, mut events) = subscribed_then_bridge_stopped("jobs.>").await;
     let (_, _stop_again, _server_again) = start_on(&addr.to_string()).await;
 
     // The subscriber reconnects on its own; publish until its resubscription is in place.
@@ -93,4 +112,93 @@ async fn reconnects_and_resubscribes_after_the_bridge_restarts() {
         assert!(tokio::time::Instant::now() < deadline, "the subscriber never came back");
     };
     assert_eq!(received.topic, "jobs.run");
+}
+
+#[tokio::test]
+async fn publishes_made_while_the_bridge_is_down_wait_and_go_out_after_the_resubscribe() {
+    let (addr, _url, client, mut events) = subscribed_then_bridge_stopped("jobs.>").await;
+
+    // Queued offline while the bridge is down; answered once it is back.
+    let queued = tokio::spawn({
+        let client = client.clone();
+        async move { client.publish(&envelope(7, "jobs.offline")).await }
+    });
+    let (_, _stop_again, _server_again) = start_on(&addr.to_string()).await;
+    tokio::time::timeout(Duration::from_secs(5), queued).await.unwrap().unwrap().unwrap();
+    // The resubscribe went before the flush, so the client hears its own publish.
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert_eq!((event.id, event.topic.as_str()), (7, "jobs.offline"));
+}
+
+/// What a fake bridge saw of one connection.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Hello(Option<String>),
+    Closed(Option<u16>),
+}
+
+/// A fake bridge that answers each hello with `answer` and then ignores every
+/// frame (pings included); reports hellos and closes.
+async fn fake_bridge(answer: ServerFrame) -> (String, mpsc::UnboundedReceiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (seen, seen_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (seen, answer) = (seen.clone(), answer.clone());
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                while let Some(Ok(message)) = ws.next().await {
+                    match message {
+                        Message::Binary(bytes) => {
+                            if let Ok(ClientFrame::Hello { token, .. }) = ClientFrame::decode(&bytes) {
+                                let _ = seen.send(Seen::Hello(token));
+                                let _ = ws.send(Message::Binary(answer.encode().into())).await;
+                            }
+                        }
+                        Message::Close(frame) => {
+                            let _ = seen.send(Seen::Closed(frame.map(|f| u16::from(f.code))));
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = seen.send(Seen::Closed(None));
+            });
+        }
+    });
+    (url, seen_rx)
+}
+
+async fn next_seen(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("in time")
+        .expect("fake bridge running")
+}
+
+#[tokio::test]
+async fn a_bridge_that_stops_answering_pings_is_left_for_a_new_connection() {
+    let (url, mut seen) = fake_bridge(ServerFrame::Welcome { v: 1, session: 1 }).await;
+    let options = ClientOptions {
+        token: Some("jwt".into()),
+        ping_interval: Duration::from_millis(50),
+        min_backoff: Duration::from_millis(10),
+        ..ClientOptions::default()
+    };
+    let (_client, _events) = Client::connect(&url, options).await.unwrap();
+    assert_eq!(next_seen(&mut seen).await, Seen::Hello(Some("jwt".into())));
+    // No pong within an interval: closed with 4000, then a new hello.
+    assert_eq!(next_seen(&mut seen).await, Seen::Closed(Some(4000)));
+    assert_eq!(next_seen(&mut seen).await, Seen::Hello(Some("jwt".into())));
+}
+
+#[tokio::test]
+async fn a_refused_hello_fails_connect_with_the_bridge_code() {
+    let (url, _seen) = fake_bridge(ServerFrame::error("INVALID_TOKEN", "bad signature", None)).await;
+    let refused = Client::connect(&url, ClientOptions::default()).await.err().unwrap();
+    assert_eq!(
+        refused,
+        ClientError::Refused { code: "INVALID_TOKEN".into(), message: "bad signature".into() }
+    );
 }
