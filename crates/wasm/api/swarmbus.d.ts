@@ -87,6 +87,64 @@ export interface MemoryStats { wasmBytes: number; liveAllocations: number; liveB
 
 
 /**
+ * One core breaker per subscription, for the JS `Bus`.
+ *
+ * **Fast path**: a breaker that is Closed with no failure since its last
+ * success, and has no failure-rate window, is left unchanged by a successful
+ * call. The JS side skips `acquire` and `settle` for it and only calls
+ * `failFast` when such a call fails. Every answer carries the `FAST` bit so
+ * the JS side learns when a breaker leaves or re-enters the fast path.
+ */
+export class BreakerSet {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * Asks `id`'s breaker to admit a call of `priority` at `now`: `-1` when
+     * refused, else `handle << 2 | FAST | TRANSITIONED` where `handle` goes
+     * back to [`settle`](Self::settle).
+     */
+    acquire(id: number, now: number, priority: number): number;
+    /**
+     * Gives subscription `id` a closed breaker.
+     */
+    add(id: number): void;
+    /**
+     * A call made on the fast path failed: admit and fail it in one step
+     * (the breaker was Closed, so the permit is the one the call had).
+     */
+    failFast(id: number, now: number, priority: number): number;
+    /**
+     * True when a success would leave `id`'s breaker unchanged (see the type's docs).
+     */
+    isFast(id: number): boolean;
+    /**
+     * Breakers with `options` (`BreakerOptions`; `undefined` for the defaults).
+     */
+    constructor(options: any);
+    /**
+     * Forgets subscription `id`'s breaker.
+     */
+    remove(id: number): void;
+    /**
+     * Records the outcome of the call admitted with `handle`; returns `FAST | TRANSITIONED` bits.
+     */
+    settle(handle: number, ok: boolean, now: number): number;
+    /**
+     * `id`'s breaker as `Bus.breakerState` shows it, or `null`.
+     */
+    state(id: number): BreakerStateInfo | null;
+    /**
+     * The transitions since the last call, as `[id, from, to, atMs, ...]` flattened
+     * (`from`/`to`: `closed`, `open`, `halfOpen`, `forcedOpen`, `disabled`).
+     */
+    takeTransitions(): Array<any>;
+    /**
+     * Permits handed out and not settled yet (async handlers still running).
+     */
+    readonly outstanding: number;
+}
+
+/**
  * A priority event bus: subscribe by pattern, publish, then `drain` to dispatch.
  *
  * Publishing from inside a handler is allowed: the event is queued after the
@@ -276,6 +334,35 @@ export class Messenger {
      * `'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'`.
      */
     readonly state: 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+}
+
+/**
+ * core's router without its route cache: the JS side keeps the cache (a `Map`
+ * cleared on every subscribe and unsubscribe, the generation counter's job).
+ */
+export class RouterCore {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * An empty router.
+     */
+    constructor();
+    /**
+     * Validates `topic` (`INVALID_TOPIC`) and returns the ids it reaches, in delivery order.
+     */
+    route(topic: string): Uint32Array;
+    /**
+     * Adds `pattern`; returns its subscription id (ascending: the delivery order).
+     */
+    subscribe(pattern: string): number;
+    /**
+     * Removes a subscription; `false` if it did not exist.
+     */
+    unsubscribe(id: number): boolean;
+    /**
+     * Bumped by every subscribe and unsubscribe.
+     */
+    readonly generation: number;
 }
 
 /**

@@ -4,6 +4,7 @@
 // This wraps the wasm-bindgen glue so that a method called on an object after
 // `free()` throws an Error with `code: 'FREED'` instead of a generic message.
 import init, * as glue from './swarmbus.js';
+import { Bus, MessengerLink } from './bus.js';
 
 const CLASSES = ['Bus', 'CircuitBreaker', 'StateStore', 'Messenger'];
 const SKIP = new Set(['constructor', 'free', '__destroy_into_raw', '__wrap']);
@@ -52,6 +53,45 @@ for (const className of CLASSES) {
 
 export * from './swarmbus.js';
 export default init;
+
+// `Bus` is the JS-side bus of bus.js (core decides routing and breakers, JS
+// runs the per-event loop); core's own wasm bus stays available as `CoreBus`
+// (the reference the differential test compares against).
+export { Bus, Router, Subscription, CoreBus } from './bus.js';
+
+// `new Messenger(bus, options)` takes the JS `Bus` (linked through a private
+// core bus the Rust Messenger runs on, see MessengerLink in bus.js) or a `CoreBus`.
+const GlueMessenger = glue.Messenger;
+export function Messenger(bus, options) {
+  if (!new.target) throw new TypeError("Class constructor Messenger cannot be invoked without 'new'");
+  if (!(bus instanceof Bus)) return new GlueMessenger(bus, options);
+  if (bus._freed) throw freed('Bus', 'Messenger');
+  if (bus._link !== null) {
+    const error = new Error('this Bus already has a Messenger');
+    error.code = 'INVALID_STATE';
+    throw error;
+  }
+  const link = new MessengerLink(bus);
+  let messenger;
+  try {
+    messenger = new GlueMessenger(link.core, options);
+  } catch (error) {
+    link.free();
+    throw error;
+  }
+  bus._link = link;
+  const free = messenger.free;
+  messenger.free = function () {
+    free.call(this);
+    if (bus._link === link) {
+      bus._link = null;
+      link.free();
+    }
+  };
+  return messenger;
+}
+Messenger.prototype = GlueMessenger.prototype;
+Object.setPrototypeOf(Messenger, GlueMessenger);
 
 // decodeEnvelope returns the decoded payload (so that
 // `decodeEnvelope(encodeEnvelope({ topic, payload })).payload` equals `payload`),

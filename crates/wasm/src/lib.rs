@@ -12,6 +12,7 @@ pub mod error;
 mod exact;
 pub mod memory;
 pub mod messenger;
+pub mod router;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]

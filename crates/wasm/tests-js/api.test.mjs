@@ -218,7 +218,7 @@ test('bus: a throwing handler opens its breaker; priority >= 8 bypasses; half-op
   for (let i = 0; i < 6; i++) bus.publish('jobs.run', i);
   assert.equal(bus.drain(), 3 + 6);
   assert.equal(errors.length, 3);
-  assert.deepEqual(errors[0], ['fail 0', flaky]);
+  assert.deepEqual(errors[0], ['fail 0', flaky.id]);
   assert.equal(bus.breakerState(flaky).state, 'open');
   assert.deepEqual(healthy, [0, 1, 2, 3, 4, 5]);
   bus.publish('jobs.critical', 'c', { priority: 8 });
@@ -235,18 +235,21 @@ test('bus: a throwing handler opens its breaker; priority >= 8 bypasses; half-op
   bus.free();
 });
 
-test('bus: publishing from inside a handler is queued after the loop; subscribe inside throws REENTRANT', () => {
-  const bus = new Bus();
+test('bus: publishing from inside a handler is queued after the loop; subscribe inside works, drain inside throws REENTRANT', () => {
+  const bus = new Bus({ autoDrain: false });
   const seen = [];
   let reentrant;
+  let inner;
   bus.subscribe('ping', (e) => {
     bus.publish('pong', e.payload + 1);
-    try { bus.subscribe('x', () => {}); } catch (error) { reentrant = error; }
+    inner = bus.subscribe('x', () => {});
+    try { bus.drain(); } catch (error) { reentrant = error; }
   });
   bus.subscribe('pong', (e) => seen.push(e.payload));
   bus.publish('ping', 1);
   bus.drain();
   assert.equal(reentrant.code, 'REENTRANT');
+  assert.equal(inner.pattern, 'x');
   assert.equal(bus.queued, 1);
   bus.drain();
   assert.deepEqual(seen, [2]);

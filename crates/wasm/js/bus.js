@@ -1,0 +1,773 @@
+// The `Bus` and `Router` of the `swarmbus` package.
+//
+// Where each job runs (see adrs/ADR-001-serialization.md, "The bus"):
+// * core (wasm) decides: which subscriptions a topic reaches (`RouterCore`,
+//   asked once per new topic and after every (un)subscribe), topic and pattern
+//   validity, and every breaker decision (`BreakerSet`: core's state machine).
+// * this file runs the per-event loop: a route cache (a `Map` cleared on every
+//   subscribe and unsubscribe, the generation counter's job), ten priority
+//   arrays with core's queue rules (9 first, FIFO within a priority; when full,
+//   the oldest event of the lowest priority below the new one is evicted, else
+//   the publish is refused with QUEUE_FULL), a try/catch per handler call.
+//   A breaker that a success leaves unchanged (closed, no failure since the
+//   last success, no rate window) costs nothing per call; any other asks core.
+// The differential test (crates/wasm/tests-js/bus-differential.test.mjs)
+// checks the delivery order against core's bus (the wasm `CoreBus`).
+//
+// No code is generated from strings: this runs in Cloudflare workerd.
+import { RouterCore, BreakerSet, Bus as CoreBus, peekHeader } from './swarmbus.js';
+
+const LEVELS = 10;
+const DEFAULT_PRIORITY = 5;
+const DEFAULT_CAPACITY = 65_536;
+const DEFAULT_ROUTE_CACHE = 4096;
+const DEFAULT_BUFFER = 1024;
+/** Automatic drains chained in microtasks before one yields to the event loop. */
+const MAX_CHAINED_MICROTASK_DRAINS = 64;
+const TRANSITION_EVENTS = { open: 'open', halfOpen: 'halfOpen', closed: 'close', forcedOpen: 'open', disabled: 'close' };
+
+function error(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+function freed(member) {
+  return error('FREED', `Bus.${member} used after free()`);
+}
+
+/** A priority that must be an integer 0..=9 (`undefined`: 5). */
+function checkPriority(priority) {
+  if (priority === undefined) return DEFAULT_PRIORITY;
+  if (typeof priority === 'number' && priority >= 0 && priority <= 9 && Math.floor(priority) === priority) return priority;
+  throw error('INVALID_PRIORITY', `priority ${String(priority)} is not an integer in 0..=9`);
+}
+
+/** `{priority, ttlMs}`, a bare priority, or nothing. Returns the priority; sets `ttl` (ms or -1). */
+let ttl = -1;
+function publishOptions(options) {
+  ttl = -1;
+  if (options === undefined || options === null) return DEFAULT_PRIORITY;
+  if (typeof options !== 'object') return checkPriority(options);
+  const priority = checkPriority(options.priority === null ? undefined : options.priority);
+  const t = options.ttlMs;
+  if (t !== undefined && t !== null) {
+    if (typeof t !== 'number' || !(t >= 0) || !Number.isFinite(t)) throw error('INVALID_ARGUMENT', 'ttlMs must be a non-negative number');
+    ttl = t;
+  }
+  return priority;
+}
+
+function counter() {
+  return new Array(LEVELS).fill(0);
+}
+
+let nextEventId = 1;
+
+// The bus clock: `Date.now()` costs 50–70 ns here, more than the rest of a
+// publish, so it is read once per task (a microtask marks it stale) and at
+// least every 1 024 reads within one long synchronous run.
+let clockNow = 0;
+let clockValid = false;
+let clockReads = 0;
+const expireClock = () => { clockValid = false; };
+function clock() {
+  if (clockValid && ++clockReads < 1024) return clockNow;
+  clockNow = Date.now();
+  clockReads = 0;
+  if (!clockValid) {
+    clockValid = true;
+    queueMicrotask(expireClock);
+  }
+  return clockNow;
+}
+
+/**
+ * Wildcard routing from JS: `add(pattern, value)`, `match(topic)` → the values
+ * whose patterns match, in the order they were added. core's router decides
+ * (once per new topic); the answers are cached in a bounded `Map` that every
+ * `add` and `remove` clears.
+ */
+export class Router {
+  constructor(options = {}) {
+    this._core = new RouterCore();
+    this._values = new Map();
+    this._cache = new Map();
+    this._cacheSize = Math.max(16, options.cacheSize ?? DEFAULT_ROUTE_CACHE);
+  }
+
+  /** Adds `pattern` (INVALID_PATTERN if invalid); returns its id. */
+  add(pattern, value) {
+    if (typeof pattern !== 'string') throw error('INVALID_PATTERN', 'a pattern is a string');
+    const id = this._core.subscribe(pattern);
+    this._values.set(id, value);
+    this._cache.clear();
+    return id;
+  }
+
+  /** Removes what `add` returned `id` for; `false` if unknown. */
+  remove(id) {
+    if (!this._values.delete(id)) return false;
+    this._core.unsubscribe(id);
+    this._cache.clear();
+    return true;
+  }
+
+  /** The values whose patterns match `topic` (INVALID_TOPIC if invalid). Do not modify the array. */
+  match(topic) {
+    const hit = this._cache.get(topic);
+    if (hit !== undefined) return hit;
+    return this._miss(topic);
+  }
+
+  _miss(topic) {
+    if (typeof topic !== 'string') throw error('INVALID_TOPIC', 'a topic is a string');
+    const ids = this._core.route(topic);
+    const out = new Array(ids.length);
+    for (let i = 0; i < ids.length; i++) out[i] = this._values.get(ids[i]);
+    if (this._cache.size >= this._cacheSize) this._cache.delete(this._cache.keys().next().value);
+    this._cache.set(topic, out);
+    return out;
+  }
+
+  /** Number of patterns. */
+  get size() {
+    return this._values.size;
+  }
+
+  /** Releases the wasm router. */
+  free() {
+    if (this._core) this._core.free();
+    this._core = null;
+  }
+}
+
+/**
+ * One subscription: `id`, `pattern`, `unsubscribe()`, `[Symbol.dispose]()`, and
+ * `for await (const event of sub)` when it was made without a handler (a
+ * bounded buffer, `bufferSize` events; the oldest is dropped and counted in
+ * `overflowed` when it is full).
+ */
+export class Subscription {
+  constructor(bus, id, pattern, bufferSize) {
+    this._id = id;
+    this._pattern = pattern;
+    this._overflowed = 0;
+    this._bus = bus;
+    this._buffer = [];
+    this._bufferSize = bufferSize;
+    this._waiting = null;
+    this._closed = false;
+  }
+
+  /** The subscription id (ascending in subscription order, which is the delivery order). */
+  get id() {
+    return this._id;
+  }
+
+  /** The pattern it was made with. */
+  get pattern() {
+    return this._pattern;
+  }
+
+  /** Events dropped from the iteration buffer because it was full. */
+  get overflowed() {
+    return this._overflowed;
+  }
+
+  /** Removes the subscription; `false` if it was already gone. */
+  unsubscribe() {
+    const removed = this._bus._unsubscribe(this._id);
+    this._close();
+    return removed;
+  }
+
+  [Symbol.dispose]() {
+    this.unsubscribe();
+  }
+
+  /** The id, so a `Subscription` compares and serializes like the numeric id older code used. */
+  valueOf() {
+    return this.id;
+  }
+
+  toJSON() {
+    return this.id;
+  }
+
+  _push(event) {
+    if (this._waiting !== null) {
+      const resolve = this._waiting;
+      this._waiting = null;
+      resolve({ value: event, done: false });
+      return;
+    }
+    if (this._buffer.length >= this._bufferSize) {
+      this._buffer.shift();
+      this._overflowed++;
+      this._bus._overflowed++;
+    }
+    this._buffer.push(event);
+  }
+
+  _close() {
+    this._closed = true;
+    if (this._waiting !== null) {
+      const resolve = this._waiting;
+      this._waiting = null;
+      resolve({ value: undefined, done: true });
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: () => {
+        if (this._buffer.length > 0) return Promise.resolve({ value: this._buffer.shift(), done: false });
+        if (this._closed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => { this._waiting = resolve; });
+      },
+      return: () => {
+        this.unsubscribe();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]() { return this; },
+    };
+  }
+}
+
+/** What the queue holds per priority: events and (when any has a TTL) their deadlines. */
+class Level {
+  constructor() {
+    this.events = [];
+    this.deadlines = null;
+    this.head = 0;
+  }
+}
+
+/**
+ * A priority event bus: subscribe by pattern, publish, and handlers run at the
+ * end of the current task (or at `drain()` with `autoDrain: false`), most
+ * urgent first, FIFO within a priority, per-subscription circuit breakers.
+ */
+export class Bus {
+  constructor(options) {
+    if (options === undefined || options === null) options = {};
+    else if (typeof options !== 'object') throw error('INVALID_ARGUMENT', 'Bus options must be an object');
+    const { capacity, breaker, routeCache, onError, autoDrain } = options;
+    if (capacity !== undefined && (typeof capacity !== 'number' || !(capacity >= 0))) throw error('INVALID_ARGUMENT', 'capacity must be a non-negative number');
+    if (routeCache !== undefined && (typeof routeCache !== 'number' || !(routeCache >= 0))) throw error('INVALID_ARGUMENT', 'routeCache must be a non-negative number');
+    if (onError !== undefined && onError !== null && typeof onError !== 'function') throw error('INVALID_ARGUMENT', 'onError must be a function');
+    this._capacity = Math.max(1, Math.floor(capacity ?? DEFAULT_CAPACITY));
+    this._breakers = breaker === false || breaker === null ? null : new BreakerSet(breaker);
+    this._router = new RouterCore();
+    this._cache = new Map();
+    this._cacheSize = Math.max(16, routeCache ?? DEFAULT_ROUTE_CACHE);
+    this._subs = new Map();
+    this._levels = Array.from({ length: LEVELS }, () => new Level());
+    this._size = 0;
+    this._pending = [];
+    this._draining = false;
+    this._scheduled = false;
+    this._chained = 0;
+    this._autoDrain = autoDrain !== false;
+    this._onError = onError ?? null;
+    this._listeners = null;
+    this._freed = false;
+    this._link = null;
+    this._overflowed = 0;
+    this._m = {
+      published: counter(), dispatched: counter(), evicted: counter(), expired: counter(),
+      rejected: counter(), skippedOpen: counter(),
+      delivered: 0, handlerErrors: 0, unrouted: 0, breakerTransitions: 0,
+    };
+    this._auto = () => {
+      this._scheduled = false;
+      if (this._freed || this._draining) return;
+      this.drain();
+    };
+    this._autoLater = () => {
+      this._chained = 0;
+      this._auto();
+    };
+  }
+
+  /**
+   * Calls `handler(event)` for events on topics matching `pattern`; returns a
+   * `Subscription`. Without a handler, iterate the subscription instead.
+   * Options: `{once, bufferSize}`. A handler may be async: a rejected promise
+   * counts as a failure, like a throw.
+   */
+  subscribe(pattern, handler, options) {
+    if (this._freed) throw freed('subscribe');
+    if (typeof handler !== 'function') {
+      if (handler !== undefined && handler !== null && typeof handler !== 'object') throw error('INVALID_ARGUMENT', 'handler must be a function');
+      options = handler ?? options;
+      handler = null;
+    }
+    if (options !== undefined && options !== null && typeof options !== 'object') throw error('INVALID_ARGUMENT', 'subscribe options must be an object');
+    if (typeof pattern !== 'string') throw error('INVALID_PATTERN', 'a pattern is a string');
+    const once = options?.once === true;
+    const bufferSize = options?.bufferSize ?? DEFAULT_BUFFER;
+    if (typeof bufferSize !== 'number' || !(bufferSize >= 1)) throw error('INVALID_ARGUMENT', 'bufferSize must be a positive number');
+    const id = this._router.subscribe(pattern);
+    const subscription = new Subscription(this, id, pattern, bufferSize);
+    const record = {
+      id, subscription, once, active: true, reported: false,
+      handler: handler ?? ((event) => subscription._push(event)),
+      // 0: no breaker, 1: breaker on the fast path, 2: ask core for every call.
+      mode: 0,
+    };
+    if (this._breakers !== null) {
+      this._breakers.add(id);
+      record.mode = 1;
+    }
+    this._subs.set(id, record);
+    this._cache.clear();
+    return subscription;
+  }
+
+  /** Removes a subscription (a `Subscription` or its id); `false` if it did not exist. */
+  unsubscribe(subscription) {
+    if (this._freed) throw freed('unsubscribe');
+    const id = typeof subscription === 'object' && subscription !== null ? subscription.id : subscription;
+    const record = this._subs.get(id);
+    const removed = this._unsubscribe(id);
+    if (record) record.subscription._close();
+    return removed;
+  }
+
+  _unsubscribe(id) {
+    if (this._freed) return false;
+    const record = this._subs.get(id);
+    if (record === undefined) return false;
+    record.active = false;
+    this._subs.delete(id);
+    this._router.unsubscribe(id);
+    if (this._breakers !== null) this._breakers.remove(id);
+    this._cache.clear();
+    return true;
+  }
+
+  /** The subscriptions `topic` reaches now (cached until the next (un)subscribe). */
+  _route(topic) {
+    const hit = this._cache.get(topic);
+    if (hit !== undefined) return hit;
+    if (typeof topic !== 'string') throw error('INVALID_TOPIC', 'a topic is a string');
+    const ids = this._router.route(topic);
+    const route = new Array(ids.length);
+    for (let i = 0; i < ids.length; i++) route[i] = this._subs.get(ids[i]);
+    if (this._cache.size >= this._cacheSize) this._cache.delete(this._cache.keys().next().value);
+    this._cache.set(topic, route);
+    return route;
+  }
+
+  /**
+   * Queues an event; returns its id. `options` is `{priority = 5, ttlMs}` or
+   * the priority as a number (an integer 0–9, else INVALID_PRIORITY).
+   */
+  publish(topic, payload, options) {
+    if (this._freed) throw freed('publish');
+    const priority = publishOptions(options);
+    const deadline = ttl;
+    this._route(topic); // validates the topic (INVALID_TOPIC)
+    let id;
+    if (this._link !== null) id = this._link.forward(topic, payload, priority, deadline);
+    else id = nextEventId++;
+    this._accept({ id, topic, priority, timestamp: clock(), payload }, deadline);
+    return id;
+  }
+
+  /**
+   * Queues one event per element of `payloads`, all on `topic` at one priority;
+   * returns how many were queued. Stops at the first error and throws it.
+   */
+  publishBatch(topic, payloads, priority) {
+    if (this._freed) throw freed('publishBatch');
+    priority = checkPriority(priority);
+    if (!Array.isArray(payloads)) throw error('INVALID_ARGUMENT', 'publishBatch takes an array of payloads');
+    this._route(topic);
+    const count = payloads.length;
+    const timestamp = clock();
+    for (let i = 0; i < count; i++) {
+      const payload = payloads[i];
+      const id = this._link !== null ? this._link.forward(topic, payload, priority, -1) : nextEventId++;
+      this._accept({ id, topic, priority, timestamp, payload }, -1);
+    }
+    return count;
+  }
+
+  /**
+   * Queues an encoded envelope, routed on its header only: the handler's
+   * `payload` is the envelope's bytes. Returns the envelope id.
+   */
+  publishEnvelope(bytes) {
+    if (this._freed) throw freed('publishEnvelope');
+    const header = peekHeader(bytes);
+    this._route(header.topic);
+    if (this._link !== null) this._link.forwardEnvelope(bytes);
+    this._accept({ id: header.id, topic: header.topic, priority: header.priority, timestamp: clock(), payload: bytes }, -1);
+    return header.id;
+  }
+
+  /** An event from elsewhere (the Messenger): queued like a publish, not forwarded again. */
+  _publishRemote(id, topic, payload, priority, timestamp) {
+    if (this._freed) return;
+    this._route(topic);
+    this._accept({ id, topic, priority, timestamp, payload }, -1);
+  }
+
+  _accept(event, ttlMs) {
+    if (this._draining) {
+      if (this._pending.length >= 2 * this._capacity) throw error('QUEUE_FULL', 'too many publishes from inside handlers during one drain');
+      this._pending.push(event, ttlMs);
+      return;
+    }
+    this._enqueue(event, ttlMs);
+    if (this._autoDrain && !this._scheduled) this._schedule();
+  }
+
+  _schedule() {
+    this._scheduled = true;
+    if (this._chained < MAX_CHAINED_MICROTASK_DRAINS) {
+      this._chained++;
+      queueMicrotask(this._auto);
+    } else {
+      setTimeout(this._autoLater, 0);
+    }
+  }
+
+  _enqueue(event, ttlMs) {
+    const p = event.priority;
+    if (this._size >= this._capacity) {
+      let lowest = 0;
+      while (lowest < LEVELS && this._levels[lowest].head === this._levels[lowest].events.length) lowest++;
+      if (lowest >= p) {
+        this._m.rejected[p]++;
+        throw error('QUEUE_FULL', `the queue is full of events of priority >= ${p}`);
+      }
+      const victim = this._levels[lowest];
+      victim.events[victim.head] = undefined;
+      victim.head++;
+      if (victim.head === victim.events.length) this._reset(victim);
+      this._size--;
+      this._m.evicted[lowest]++;
+    }
+    const level = this._levels[p];
+    if (ttlMs >= 0) {
+      if (level.deadlines === null) level.deadlines = new Array(level.events.length).fill(-1);
+      level.deadlines.push(event.timestamp + ttlMs);
+    } else if (level.deadlines !== null) {
+      level.deadlines.push(-1);
+    }
+    level.events.push(event);
+    this._size++;
+    this._m.published[p]++;
+  }
+
+  _reset(level) {
+    level.events.length = 0;
+    level.head = 0;
+    level.deadlines = null;
+  }
+
+  /**
+   * Dispatches up to `max` queued events (all when omitted), most urgent
+   * first; returns the number of handler calls. Handler errors do not throw.
+   */
+  drain(max) {
+    if (this._freed) throw freed('drain');
+    if (this._draining) throw error('REENTRANT', 'Bus.drain cannot be called from inside a handler during drain');
+    let limit = Infinity;
+    if (max !== undefined && max !== null && Number.isFinite(max) && max >= 0) limit = max;
+    if (this._link !== null) this._link.pull();
+    this._draining = true;
+    const now = Date.now();
+    const levels = this._levels;
+    const m = this._m;
+    let calls = 0;
+    let events = 0;
+    try {
+      for (let p = LEVELS - 1; p >= 0 && events < limit;) {
+        const level = levels[p];
+        if (level.head === level.events.length) {
+          if (level.head !== 0) this._reset(level);
+          p--;
+          continue;
+        }
+        const event = level.events[level.head];
+        const deadline = level.deadlines === null ? -1 : level.deadlines[level.head];
+        level.events[level.head] = undefined;
+        level.head++;
+        this._size--;
+        events++;
+        if (deadline >= 0 && now > deadline) {
+          m.expired[p]++;
+          continue;
+        }
+        m.dispatched[p]++;
+        const route = this._route(event.topic);
+        if (route.length === 0) {
+          m.unrouted++;
+          continue;
+        }
+        for (let i = 0; i < route.length; i++) {
+          const sub = route[i];
+          if (!sub.active) continue;
+          let handle = -1;
+          if (sub.mode === 2) {
+            const answer = this._breakers.acquire(sub.id, now, p);
+            if (answer === -1) {
+              m.skippedOpen[p]++;
+              continue;
+            }
+            handle = answer >> 2;
+            if ((answer & 1) !== 0) this._transitions();
+          }
+          let returned;
+          try {
+            returned = sub.handler(event);
+          } catch (thrown) {
+            calls++;
+            m.delivered++;
+            this._failed(sub, event, thrown, handle, now);
+            if (sub.once) this._unsubscribe(sub.id);
+            continue;
+          }
+          calls++;
+          m.delivered++;
+          if (returned !== undefined && returned !== null && typeof returned.then === 'function') {
+            this._async(sub, event, returned, handle, now);
+          } else if (handle !== -1) {
+            this._settled(sub, this._breakers.settle(handle, true, now));
+          }
+          if (sub.once) this._unsubscribe(sub.id);
+        }
+      }
+    } finally {
+      this._draining = false;
+      this._flushPending();
+    }
+    return calls;
+  }
+
+  _flushPending() {
+    const pending = this._pending;
+    if (pending.length === 0) return;
+    this._pending = [];
+    for (let i = 0; i < pending.length; i += 2) {
+      try {
+        this._enqueue(pending[i], pending[i + 1]);
+      } catch {
+        // QUEUE_FULL: counted as rejected by _enqueue, as core does.
+      }
+    }
+    if (this._autoDrain && !this._scheduled && this._size > 0) this._schedule();
+  }
+
+  /** A handler threw (or its promise rejected): breaker, counters, onError or console.error. */
+  _failed(sub, event, thrown, handle, now) {
+    if (this._breakers !== null && sub.active) {
+      const answer = handle !== -1 ? this._breakers.settle(handle, false, now) : this._breakers.failFast(sub.id, now, event.priority);
+      this._settledAfterFailure(sub, event, thrown, answer);
+      return;
+    }
+    this._report(sub, event, thrown);
+  }
+
+  _settledAfterFailure(sub, event, thrown, answer) {
+    this._report(sub, event, thrown);
+    this._settled(sub, answer);
+  }
+
+  _settled(sub, answer) {
+    sub.mode = (answer & 2) !== 0 ? 1 : 2;
+    if ((answer & 1) !== 0) this._transitions();
+  }
+
+  _report(sub, event, thrown) {
+    this._m.handlerErrors++;
+    const onError = this._onError;
+    if (onError !== null) {
+      try {
+        onError(thrown, sub.id, event);
+      } catch {
+        // An onError that throws is ignored: it must not stop dispatch.
+      }
+      return;
+    }
+    if (!sub.reported) {
+      sub.reported = true;
+      const code = thrown !== null && typeof thrown === 'object' && typeof thrown.code === 'string' ? thrown.code : 'HANDLER_ERROR';
+      console.error(`swarmbus: the handler of subscription ${sub.id} (${sub.pattern ?? sub.subscription.pattern}) failed [${code}]; further failures of this subscription are only counted (Bus metrics().handlerErrors). Pass onError to hear each one.`, thrown);
+    }
+  }
+
+  /** An async handler: its promise settles the breaker permit taken at the call. */
+  _async(sub, event, promise, handle, now) {
+    if (handle === -1 && sub.mode === 1 && this._breakers !== null) {
+      // The fast path took no permit; take the one the call had (nothing changed since it started).
+      const answer = this._breakers.acquire(sub.id, now, event.priority);
+      if (answer !== -1) handle = answer >> 2;
+    }
+    const breakers = this._breakers;
+    promise.then(
+      () => {
+        if (handle !== -1 && !this._freed) this._settled(sub, breakers.settle(handle, true, Date.now()));
+      },
+      (reason) => {
+        if (this._freed) return;
+        if (handle !== -1 && sub.active) {
+          this._settledAfterFailure(sub, event, reason, breakers.settle(handle, false, Date.now()));
+        } else {
+          if (handle !== -1) breakers.settle(handle, false, Date.now());
+          this._report(sub, event, reason);
+        }
+      },
+    );
+  }
+
+  _transitions() {
+    const list = this._breakers.takeTransitions();
+    for (let i = 0; i < list.length; i += 4) {
+      this._m.breakerTransitions++;
+      const name = TRANSITION_EVENTS[list[i + 2]];
+      const listeners = this._listeners?.get(name);
+      if (!listeners) continue;
+      const info = { subscription: list[i], from: list[i + 1], to: list[i + 2], at: list[i + 3] };
+      for (const listener of [...listeners]) {
+        try {
+          listener(info);
+        } catch {
+          // A listener that throws must not stop dispatch.
+        }
+      }
+    }
+  }
+
+  /**
+   * Listens to breaker transitions: `'open'`, `'halfOpen'`, `'close'`; the
+   * listener gets `{subscription, from, to, at}`. Returns `this`.
+   */
+  on(name, listener) {
+    if (!(name in { open: 1, halfOpen: 1, close: 1 })) throw error('INVALID_ARGUMENT', `unknown event ${String(name)}: open, halfOpen or close`);
+    if (typeof listener !== 'function') throw error('INVALID_ARGUMENT', 'listener must be a function');
+    this._listeners ??= new Map();
+    if (!this._listeners.has(name)) this._listeners.set(name, new Set());
+    this._listeners.get(name).add(listener);
+    return this;
+  }
+
+  /** Stops a listener added with `on`. Returns `this`. */
+  off(name, listener) {
+    this._listeners?.get(name)?.delete(listener);
+    return this;
+  }
+
+  /** Sets (or clears, with `null`) the callback that hears handler errors. */
+  onError(callback) {
+    if (this._freed) throw freed('onError');
+    if (callback !== undefined && callback !== null && typeof callback !== 'function') throw error('INVALID_ARGUMENT', 'onError takes a function or null');
+    this._onError = callback ?? null;
+  }
+
+  /** The breaker of a subscription (a `Subscription` or its id): `{state, consecutiveFailures, ...}`, or `null`. */
+  breakerState(subscription) {
+    if (this._freed) throw freed('breakerState');
+    const id = typeof subscription === 'object' && subscription !== null ? subscription.id : subscription;
+    if (this._breakers === null || !this._subs.has(id)) return null;
+    return this._breakers.state(id);
+  }
+
+  /** Counters: totals, per-priority arrays (index = priority) and the queue depth. */
+  metrics() {
+    if (this._freed) throw freed('metrics');
+    const m = this._m;
+    const sum = (a) => a.reduce((x, y) => x + y, 0);
+    const dropped = m.evicted.map((e, p) => e + m.expired[p]);
+    const queued = this._levels.map((l) => l.events.length - l.head);
+    return {
+      published: sum(m.published), delivered: m.delivered, dropped: sum(dropped) + sum(m.skippedOpen),
+      rejected: sum(m.rejected), evicted: sum(m.evicted), expired: sum(m.expired), skippedOpen: sum(m.skippedOpen),
+      handlerErrors: m.handlerErrors, unrouted: m.unrouted, breakerTransitions: m.breakerTransitions,
+      queued: this._size, iteratorOverflow: this._overflowed,
+      byPriority: {
+        published: [...m.published], dispatched: [...m.dispatched], dropped, rejected: [...m.rejected],
+        skippedOpen: [...m.skippedOpen], queued,
+      },
+    };
+  }
+
+  /** Number of live subscriptions. */
+  get subscriptionCount() {
+    if (this._freed) throw freed('subscriptionCount');
+    return this._subs.size;
+  }
+
+  /** Events waiting for delivery. */
+  get queued() {
+    if (this._freed) throw freed('queued');
+    return this._size + this._pending.length / 2 + (this._link !== null ? this._link.waiting() : 0);
+  }
+
+  /** Releases the wasm parts; later calls throw FREED. Twice is harmless. */
+  free() {
+    if (this._freed) return;
+    this._freed = true;
+    for (const record of this._subs.values()) record.subscription._close();
+    this._subs.clear();
+    this._cache.clear();
+    this._router.free();
+    if (this._breakers !== null) this._breakers.free();
+    if (this._link !== null) this._link.free();
+    this._link = null;
+  }
+
+  [Symbol.dispose]() {
+    this.free();
+  }
+}
+
+/**
+ * The link of a JS `Bus` to a `Messenger`: the Messenger (Rust) runs on a
+ * private core bus; local publishes go through it (forwarded when they match
+ * a `forward` pattern) and remote events come out of it into the JS bus.
+ */
+export class MessengerLink {
+  constructor(bus) {
+    this.bus = bus;
+    this.core = new CoreBus({ breaker: false });
+    this.local = new Set();
+    this.core.subscribe('>', (event) => {
+      if (this.local.delete(event.id)) return; // our own publish, already queued in the JS bus
+      this.bus._publishRemote(event.id, event.topic, event.payload, event.priority, event.timestamp);
+    });
+  }
+
+  forward(topic, payload, priority, ttlMs) {
+    const id = this.core.publish(topic, payload, ttlMs >= 0 ? { priority, ttlMs } : priority);
+    this.local.add(id);
+    this.core.drain();
+    return id;
+  }
+
+  forwardEnvelope(bytes) {
+    const id = this.core.publishEnvelope(bytes);
+    this.local.add(id);
+    this.core.drain();
+  }
+
+  /** Remote events the Messenger queued without draining (its `autoDrain: false`). */
+  pull() {
+    if (this.core.queued > 0) this.core.drain();
+  }
+
+  waiting() {
+    return this.core.queued;
+  }
+
+  free() {
+    this.core.free();
+  }
+}
+
+export { CoreBus };
