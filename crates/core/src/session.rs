@@ -114,9 +114,11 @@ use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
 use crate::topic::validate_pattern;
 
 /// Close code the session uses when a ping went unanswered for a whole interval.
+/// (The session's own codes stay clear of the bridge's: 4001 token expired,
+/// 4002 no hello in time, 4008 slow consumer; see `docs/protocol.md`.)
 pub const CLOSE_NO_PONG: u16 = 4000;
 /// Close code the session uses when no welcome arrived within `connect_timeout_ms`.
-pub const CLOSE_NO_WELCOME: u16 = 4001;
+pub const CLOSE_NO_WELCOME: u16 = 4010;
 /// Close code of [`Session::close`] (a normal closure).
 pub const CLOSE_NORMAL: u16 = 1000;
 
