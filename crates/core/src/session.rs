@@ -844,13 +844,15 @@ impl Session {
         if ack && self.requests.len() >= self.config.max_requests {
             return Err(SessionError::TooManyRequests);
         }
-        if !self.subscriptions.contains_key(pattern) {
+        let new = !self.subscriptions.contains_key(pattern);
+        if new {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.subscriptions.insert(pattern.to_string(), Subscription { seq, acked: false });
         }
         let request = ack.then(|| self.add_request(RequestKind::Subscribe(pattern.to_string()), now));
-        if matches!(self.phase, Phase::Open { .. }) {
+        // Again without `ack`: already on the wire, nothing to send.
+        if matches!(self.phase, Phase::Open { .. }) && (new || request.is_some()) {
             self.send_subscribe(pattern.to_string(), request.into_iter().collect());
         }
         Ok(request)
