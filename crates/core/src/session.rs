@@ -97,7 +97,7 @@
 //! ## Room for recovery (issue 14 item 2: not implemented yet)
 //!
 //! A subscription will carry a position `{offset: u64, epoch: String}`: kept in
-//! [`Subscription`] next to `seq`, updated from each delivered event's offset,
+//! the private `Subscription` next to `seq`, updated from each delivered event's offset,
 //! sent in the resubscribe frame, and checked against the `recovered` flag of
 //! the answer (an [`Effect`] `Resynced { pattern }` when it is false, and a
 //! live offset gap triggering a resubscribe). Nothing of that exists yet: no
