@@ -1,112 +1,72 @@
 //! The embedded broker: routes published envelopes to subscribed clients,
-//! using the core router and each client's bounded priority queue.
+//! using the core router and each client's bounded [`Outbox`].
+//!
+//! ## Delivery
+//!
+//! An event reaches a connection **once**, however many of its subscriptions
+//! match the topic (`a.>`, `a.*`, `a.b` and `>` on one connection: one
+//! frame). [`Broker::deliver`] returns the number of connections it was queued
+//! to, which is what the HTTP publish answers as `delivered`. The event frame
+//! is encoded once per event and shared by every connection it goes to.
 //!
 //! ## What a slow client gets
 //!
-//! Each client has a send queue of `send_queue` frames ordered by priority
-//! (most urgent first, FIFO within a priority). When it is full, an incoming
-//! event evicts the oldest queued event of a lower priority (counted as
-//! `dropped{reason="evicted"}`). If nothing lower is queued, the event is
-//! dropped when below priority 8. When a priority 8 or 9 event would be lost
-//! (not queued, or evicted), the client is disconnected instead and everything
-//! still queued for it is counted as `dropped{reason="slow_client"}`: a
-//! critical event is never lost silently, the client sees the connection close
-//! and must resynchronise.
+//! Each client has two send lanes (see [`crate::outbox`]): control frames
+//! (`welcome`, `ack`, `error`, `pong`) in their own lane, and events in a
+//! queue of at most `--send-queue` frames (default 4 096) and
+//! `--send-queue-bytes` bytes (default 4 MiB, counting what the writer has
+//! taken but not yet written), most urgent first, FIFO within a priority.
+//!
+//! * When an event does not fit, the oldest queued events of the lowest
+//!   priorities below it are evicted until it fits (each counted as
+//!   `swarmbus_dropped_total{reason="evicted"}`); nothing is evicted unless
+//!   that makes room. If it still does not fit, the event is dropped, counted
+//!   the same way, when it is below priority 8.
+//! * When a priority 8 or 9 event would be lost (not queued, or evicted), the
+//!   client is cut off instead: every event still queued for it is counted as
+//!   `dropped{reason="slow_client"}`, its queued control frames are sent, and
+//!   the connection closes with [`CLOSE_SLOW_CONSUMER`] (4008). A critical
+//!   event is never lost silently: the client sees the close and must
+//!   resynchronise.
+//! * Control frames never evict events and are never evicted; if even the
+//!   control lane is full ([`crate::outbox::CONTROL_FRAMES`] frames or
+//!   [`crate::outbox::CONTROL_BYTES`] bytes) the client is cut off the same
+//!   way, so an `ack` or `error` is never lost while the connection is open.
+//! * A client whose socket takes no batch of frames (at most 64 KiB, or one
+//!   larger frame) within `--write-timeout` (default 10 s) is disconnected
+//!   without a close frame (none could reach it; a browser reports 1006).
+//!
+//! Every cut is counted in `swarmbus_slow_consumer_disconnects_total{reason}`
+//! (`queue_full`, `control_full`, `write_timeout`), and
+//! `swarmbus_send_queue_bytes` is what all clients' queues hold now. So one
+//! never-reading client holds at most `--send-queue-bytes` plus one frame in
+//! its queue, for at most `--write-timeout` after its socket stops draining.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
 use swarmbus_core::envelope::{self, Limits};
-use swarmbus_core::queue::Pushed;
-use swarmbus_core::{Priority, PriorityQueue, Router, SubscriptionId};
-use tokio::sync::Notify;
+use swarmbus_core::{Priority, Router, SubscriptionId};
 
 use crate::error::BridgeError;
-use crate::metrics::{DropLabel, Metrics, PriorityLabel};
+use crate::metrics::{Metrics, PriorityLabel};
+use crate::outbox::{EventLimits, SlowReason};
+pub use crate::outbox::{Outbox, CLOSE_NORMAL, CLOSE_SLOW_CONSUMER};
 use crate::protocol::ServerFrame;
-
-/// WebSocket close code for a normal close.
-pub const CLOSE_NORMAL: u16 = 1000;
 
 /// Identifies a connected client.
 pub type ClientId = u64;
 
-/// A client's outbound side: a bounded priority queue of encoded frames.
-pub struct Outbox {
-    queue: Mutex<PriorityQueue<Bytes>>,
-    notify: Notify,
-    closed: AtomicBool,
-    close_code: AtomicU16,
-}
-
-impl Outbox {
-    fn new(capacity: usize) -> Self {
-        Self {
-            queue: Mutex::new(PriorityQueue::new(capacity)),
-            notify: Notify::new(),
-            closed: AtomicBool::new(false),
-            close_code: AtomicU16::new(CLOSE_NORMAL),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, PriorityQueue<Bytes>> {
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Queues a control frame (welcome, ack, error, pong) at the top priority.
-    pub fn send_control(&self, frame: &ServerFrame) {
-        let _ = self.lock().push(Priority::MAX, Bytes::from(frame.encode()));
-        self.notify.notify_one();
-    }
-
-    /// Waits for frames and takes them all, most urgent first; `None` once
-    /// closed and flushed.
-    pub async fn next_batch(&self) -> Option<Vec<Bytes>> {
-        loop {
-            let notified = self.notify.notified();
-            {
-                let mut queue = self.lock();
-                if !queue.is_empty() {
-                    let mut batch = Vec::with_capacity(queue.len());
-                    queue.drain_all(|_, frame| batch.push(frame));
-                    return Some(batch);
-                }
-            }
-            if self.closed.load(Ordering::Acquire) {
-                return None;
-            }
-            notified.await;
-        }
-    }
-
-    /// Marks the client as gone; its writer flushes what is queued, then stops.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Sets the WebSocket close code the writer sends (default 1000).
-    pub fn set_close_code(&self, code: u16) {
-        self.close_code.store(code, Ordering::Relaxed);
-    }
-
-    /// The WebSocket close code to send.
-    pub fn close_code(&self) -> u16 {
-        self.close_code.load(Ordering::Relaxed)
-    }
-
-    /// True once closed (by the broker or the connection).
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-}
-
 struct Client {
     outbox: Arc<Outbox>,
     subscriptions: HashMap<String, SubscriptionId>,
+    /// The last delivery (a [`Tables::deliveries`] stamp) queued to this
+    /// client: an event reaches a connection once whatever its overlapping
+    /// subscriptions.
+    last_delivery: u64,
 }
 
 #[derive(Default)]
@@ -114,13 +74,19 @@ struct Tables {
     router: Router,
     owners: HashMap<SubscriptionId, ClientId>,
     clients: HashMap<ClientId, Client>,
+    /// Deliveries so far; stamps the clients an event was queued to.
+    deliveries: u64,
+    /// Set by [`Broker::close_all`]: clients connecting afterwards are closed at once with it.
+    closing: Option<u16>,
 }
 
 /// Broker limits.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerLimits {
-    /// Frames queued per client before the overflow policy applies.
+    /// Event frames queued per client before the overflow policy applies.
     pub send_queue: usize,
+    /// Bytes of event frames queued (or being written) per client before the overflow policy applies.
+    pub send_queue_bytes: usize,
     /// Subscriptions per client.
     pub max_subscriptions: usize,
     /// Largest envelope accepted, in bytes.
@@ -145,15 +111,28 @@ impl Broker {
         self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a client; returns its id and outbox.
+    /// Registers a client; returns its id and outbox. After [`close_all`](Self::close_all)
+    /// the outbox is closed at once (with the shutdown's close code).
     pub fn connect(&self) -> (ClientId, Arc<Outbox>) {
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(self.limits.send_queue));
-        self.tables().clients.insert(id, Client { outbox: outbox.clone(), subscriptions: HashMap::new() });
+        let limits = EventLimits { frames: self.limits.send_queue, bytes: self.limits.send_queue_bytes };
+        let outbox = Arc::new(Outbox::new(limits, self.metrics.clone()));
+        let mut tables = self.tables();
+        match tables.closing {
+            Some(code) => {
+                outbox.set_close_code(code);
+                outbox.close();
+            }
+            None => {
+                let client =
+                    Client { outbox: outbox.clone(), subscriptions: HashMap::new(), last_delivery: 0 };
+                tables.clients.insert(id, client);
+            }
+        }
         (id, outbox)
     }
 
-    /// Removes a client and its subscriptions.
+    /// Removes a client and its subscriptions; its outbox closes after flushing.
     pub fn disconnect(&self, client: ClientId) {
         let mut tables = self.tables();
         if let Some(gone) = tables.clients.remove(&client) {
@@ -214,7 +193,8 @@ impl Broker {
 
     /// Queues an envelope to every matching local subscriber (validating it
     /// again: in Redis mode it comes from another process). Returns the
-    /// number of clients it was queued to.
+    /// number of connections it was queued to (once per connection, whatever
+    /// the overlap of its subscriptions).
     pub fn deliver(&self, envelope_bytes: &[u8]) -> Result<usize, BridgeError> {
         let started = Instant::now();
         let limits = Limits { max_payload: self.limits.max_envelope };
@@ -225,40 +205,45 @@ impl Broker {
         let mut queued = 0;
         {
             let mut tables = self.tables();
+            let tables = &mut *tables;
             let route = tables.router.route(env.topic).map_err(BridgeError::InvalidTopic)?;
+            tables.deliveries += 1;
+            let stamp = tables.deliveries;
             for sub in route.iter() {
-                let Some(client) =
-                    tables.owners.get(sub).and_then(|c| tables.clients.get(c).map(|e| (*c, e)))
-                else {
+                let Some(&client_id) = tables.owners.get(sub) else { continue };
+                let Some(entry) = tables.clients.get_mut(&client_id) else { continue };
+                if entry.last_delivery == stamp {
+                    continue; // another of its subscriptions matched: one frame per connection
+                }
+                entry.last_delivery = stamp;
+                let pushed = entry.outbox.push_event(priority, frame.clone());
+                if pushed.closed {
+                    // Cut off or leaving, not yet removed: lost to a slow or gone client.
+                    entry.outbox.count_drop(priority.index(), "slow_client");
                     continue;
-                };
-                let (client_id, entry) = client;
-                match entry.outbox.lock().push(priority, frame.clone()) {
-                    Ok(Pushed::Queued) => {}
-                    Ok(Pushed::Evicted(_, lost)) if lost.is_critical() => {
-                        // Never lose a critical event quietly: drop the client instead.
-                        self.count_drop(lost, "slow_client");
-                        slow.push(client_id);
-                        continue;
-                    }
-                    Ok(Pushed::Evicted(_, lost)) => self.count_drop(lost, "evicted"),
-                    Err(_) if priority.is_critical() => {
-                        self.count_drop(priority, "slow_client");
-                        slow.push(client_id);
-                        continue;
-                    }
-                    Err(_) => {
-                        self.count_drop(priority, "evicted");
-                        continue;
+                }
+                let critical = pushed.lost_critical(priority);
+                let reason = if critical { "slow_client" } else { "evicted" };
+                for (level, &n) in pushed.evicted.iter().enumerate() {
+                    for _ in 0..n {
+                        entry.outbox.count_drop(level, reason);
                     }
                 }
-                entry.outbox.notify.notify_one();
-                queued += 1;
+                if !pushed.queued {
+                    entry.outbox.count_drop(priority.index(), reason);
+                }
+                if critical {
+                    // Never lose a critical event quietly: cut the client off instead.
+                    entry.outbox.cut(SlowReason::QueueFull);
+                    slow.push(client_id);
+                } else if pushed.queued {
+                    queued += 1;
+                }
             }
         }
         for client in slow {
             tracing::warn!(client, "disconnecting a client too slow for priority {priority} events");
-            self.disconnect_slow(client);
+            self.disconnect(client);
         }
         self.metrics
             .delivered
@@ -268,27 +253,18 @@ impl Broker {
         Ok(queued)
     }
 
-    /// Disconnects a client that fell behind, counting every frame it loses.
-    fn disconnect_slow(&self, client: ClientId) {
-        let outbox = self.tables().clients.get(&client).map(|c| c.outbox.clone());
-        if let Some(outbox) = outbox {
-            outbox.lock().drain_all(|p, _| self.count_drop(p, "slow_client"));
-        }
-        self.disconnect(client);
-    }
-
-    fn count_drop(&self, priority: Priority, reason: &'static str) {
-        self.metrics.dropped.get_or_create(&DropLabel { priority: priority.get(), reason }).inc();
-    }
-
     /// Closes every client with `code` after flushing what is queued for it
-    /// (shutdown sends 1001, "going away").
+    /// (shutdown sends 1001, "going away"); clients connecting afterwards
+    /// are closed at once.
     pub fn close_all(&self, code: u16) {
-        let clients: Vec<ClientId> = self.tables().clients.keys().copied().collect();
+        let mut tables = self.tables();
+        tables.closing = Some(code);
+        for client in tables.clients.values() {
+            client.outbox.set_close_code(code);
+        }
+        let clients: Vec<ClientId> = tables.clients.keys().copied().collect();
+        drop(tables);
         for client in clients {
-            if let Some(outbox) = self.tables().clients.get(&client).map(|c| c.outbox.clone()) {
-                outbox.set_close_code(code);
-            }
             self.disconnect(client);
         }
     }
@@ -304,7 +280,12 @@ mod tests {
     use super::*;
 
     fn broker(send_queue: usize) -> Broker {
-        let limits = BrokerLimits { send_queue, max_subscriptions: 2, max_envelope: 1 << 20 };
+        let limits = BrokerLimits {
+            send_queue,
+            send_queue_bytes: 1 << 20,
+            max_subscriptions: 4,
+            max_envelope: 1 << 20,
+        };
         Broker::new(limits, Arc::new(Metrics::default()))
     }
 
@@ -327,11 +308,44 @@ mod tests {
         assert_eq!(broker.publish(&env("t", 9)).unwrap(), 1, "evicts the priority-5 event");
         assert_eq!(broker.publish(&env("t", 9)).unwrap(), 0, "would evict the 8: the client goes instead");
         assert!(outbox.is_closed(), "a client that cannot take a critical event is disconnected");
+        assert_eq!(outbox.close_code(), CLOSE_SLOW_CONSUMER);
         assert_eq!(broker.client_count(), 0);
         let text = broker.metrics.render();
         // The evicted 8, and both 9s still queued when it was cut off.
         assert!(text.contains(r#"swarmbus_dropped_total{priority="8",reason="slow_client"} 1"#), "{text}");
         assert!(text.contains(r#"swarmbus_dropped_total{priority="9",reason="slow_client"} 2"#), "{text}");
+        assert!(
+            text.contains(r#"swarmbus_slow_consumer_disconnects_total{reason="queue_full"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn overlapping_subscriptions_get_one_frame_per_event() {
+        // Regression: `a.>`, `a.*`, `a.b` and `>` on one connection got 4 frames for one publish.
+        let broker = broker(8);
+        let (client, outbox) = broker.connect();
+        for pattern in ["a.>", "a.*", "a.b", ">"] {
+            broker.subscribe(client, pattern).unwrap();
+        }
+        let (other, _) = broker.connect();
+        broker.subscribe(other, "a.b").unwrap();
+        assert_eq!(broker.publish(&env("a.b", 3)).unwrap(), 2, "counts connections");
+        assert_eq!(broker.publish(&env("a.c", 3)).unwrap(), 1);
+        let mut batch = Vec::new();
+        outbox.next_batch(&mut batch).await.unwrap();
+        assert_eq!(batch.len(), 2, "one frame per event");
+    }
+
+    #[tokio::test]
+    async fn clients_connecting_during_shutdown_are_closed_at_once() {
+        let broker = broker(8);
+        let (_, early) = broker.connect();
+        broker.close_all(1001);
+        assert!(early.is_closed());
+        let (_, late) = broker.connect();
+        assert!(late.is_closed() && late.close_code() == 1001);
+        assert_eq!(broker.client_count(), 0);
     }
 
     #[tokio::test]
@@ -342,7 +356,8 @@ mod tests {
         for p in [2, 9, 5] {
             broker.publish(&env("t.x", p)).unwrap();
         }
-        let batch = outbox.next_batch().await.unwrap();
+        let mut batch = Vec::new();
+        outbox.next_batch(&mut batch).await.unwrap();
         let priorities: Vec<u8> = batch
             .iter()
             .map(|frame| match ServerFrame::decode(frame).unwrap() {
@@ -360,8 +375,10 @@ mod tests {
         assert_eq!(broker.subscribe(client, "a.>.b").unwrap_err().code(), "INVALID_PATTERN");
         broker.subscribe(client, "a").unwrap();
         broker.subscribe(client, "a").unwrap();
-        broker.subscribe(client, "b").unwrap();
-        assert_eq!(broker.subscribe(client, "c").unwrap_err().code(), "TOO_MANY_SUBSCRIPTIONS");
+        for pattern in ["b", "c", "d"] {
+            broker.subscribe(client, pattern).unwrap();
+        }
+        assert_eq!(broker.subscribe(client, "e").unwrap_err().code(), "TOO_MANY_SUBSCRIPTIONS");
         assert!(broker.unsubscribe(client, "a"));
         assert!(!broker.unsubscribe(client, "a"));
         assert_eq!(broker.publish(&[0xc1]).unwrap_err().code(), "DECODE_ERROR");

@@ -31,6 +31,13 @@ pub struct CodeLabel {
     pub code: &'static str,
 }
 
+/// Why a slow consumer was disconnected.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlowLabel {
+    /// `queue_full`, `control_full` or `write_timeout` (see `crate::outbox::SlowReason`).
+    pub reason: &'static str,
+}
+
 /// Labels of `swarmbus_client_events_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClientEventLabel {
@@ -68,6 +75,12 @@ pub struct Metrics {
     pub redis_publish_failures: Counter,
     /// Events clients report having handled, by client kind and code path.
     pub client_events: Family<ClientEventLabel, Counter>,
+    /// Bytes queued for (or being written to) WebSocket clients, all clients together.
+    pub send_queue_bytes: Gauge,
+    /// Clients disconnected as slow consumers, by reason.
+    pub slow_consumer_disconnects: Family<SlowLabel, Counter>,
+    /// Bytes of publishes waiting for the Redis publisher (Redis mode).
+    pub relay_queue_bytes: Gauge,
 }
 
 /// The metrics of an embedded-broker bridge: no `swarmbus_redis_*`.
@@ -99,6 +112,9 @@ impl Metrics {
             redis_reconnects: Counter::default(),
             redis_publish_failures: Counter::default(),
             client_events: Family::default(),
+            send_queue_bytes: Gauge::default(),
+            slow_consumer_disconnects: Family::default(),
+            relay_queue_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "WebSocket connections accepted", metrics.connections.clone());
@@ -146,6 +162,23 @@ impl Metrics {
             "Events clients report having handled, by client kind and path (wasm or js)",
             metrics.client_events.clone(),
         );
+        registry.register(
+            "send_queue_bytes",
+            "Bytes queued for or being written to WebSocket clients",
+            metrics.send_queue_bytes.clone(),
+        );
+        registry.register(
+            "slow_consumer_disconnects",
+            "Clients disconnected as slow consumers, by reason",
+            metrics.slow_consumer_disconnects.clone(),
+        );
+        if redis {
+            registry.register(
+                "relay_queue_bytes",
+                "Bytes of publishes waiting for the Redis publisher",
+                metrics.relay_queue_bytes.clone(),
+            );
+        }
         Self { registry, ..metrics }
     }
 

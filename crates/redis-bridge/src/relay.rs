@@ -29,16 +29,18 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::broker::{Broker, Outbox};
+use crate::broker::Broker;
 use crate::error::BridgeError;
 use crate::metrics::Metrics;
+use crate::outbox::ReplyTo;
 use crate::protocol::ServerFrame;
 
 /// Most publishes sent to Redis in one pipeline.
 pub const MAX_BATCH: usize = 512;
 /// Publishes waiting for the publisher task; a full queue slows the clients' readers down.
+/// The queue is also bounded in bytes (`--relay-queue-bytes`, default 64 MiB).
 const QUEUE: usize = 16 * 1024;
 
 /// Prefix of every Redis channel swarmbus uses.
@@ -53,8 +55,8 @@ pub fn channel(topic: &str) -> String {
 pub enum Reply {
     /// A WebSocket client: `ack` on success when it asked for one, an `error` frame on failure.
     Frame {
-        /// The client's send queue.
-        outbox: Arc<Outbox>,
+        /// The client's send queue (the reply is owed until this is dropped).
+        outbox: ReplyTo,
         /// The publish's `ack`, if any.
         ack: Option<u64>,
     },
@@ -94,12 +96,30 @@ struct Job {
     channel: String,
     envelope: Vec<u8>,
     reply: Reply,
+    /// The job's share of the byte budget, given back when the job is done.
+    _bytes: Budgeted,
+}
+
+/// Bytes of the relay queue's budget held by one job (`swarmbus_relay_queue_bytes`).
+struct Budgeted {
+    _permit: OwnedSemaphorePermit,
+    bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        self.metrics.relay_queue_bytes.dec_by(self.bytes as i64);
+    }
 }
 
 /// Publishes to Redis and feeds what Redis delivers into the local broker.
 pub struct RedisRelay {
     client: redis::Client,
     jobs: mpsc::Sender<Job>,
+    /// Permits are bytes of queued publishes.
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
     subscribed: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -111,12 +131,16 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl RedisRelay {
-    /// A relay for the Redis at `url` (`redis://host:port`). Spawns the
+    /// A relay for the Redis at `url` (`redis://host:port`) whose queue holds
+    /// at most `queue_bytes` of publishes (clamped to 1 B–4 GiB). Spawns the
     /// publisher task (call inside a Tokio runtime); it connects on first use.
-    pub fn new(url: &str, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
+    pub fn new(url: &str, metrics: Arc<Metrics>, queue_bytes: usize) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid --redis URL {url}: {e}"))?;
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let relay = Arc::new(Self { client, jobs, subscribed: AtomicBool::new(false), metrics });
+        let budget_bytes = queue_bytes.clamp(1, u32::MAX as usize);
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let subscribed = AtomicBool::new(false);
+        let relay = Arc::new(Self { client, jobs, budget, budget_bytes, subscribed, metrics });
         tokio::spawn(Self::run_publisher(Arc::downgrade(&relay), queue));
         Ok(relay)
     }
@@ -127,15 +151,38 @@ impl RedisRelay {
     }
 
     /// Queues an already validated envelope for its topic's channel; `reply`
-    /// hears the outcome once Redis answers. Waits only while the queue is full.
+    /// hears the outcome once Redis answers. Waits only while the queue is
+    /// full (in jobs or in bytes).
     pub async fn publish(&self, topic: &str, envelope: Vec<u8>, reply: Reply) -> Result<(), BridgeError> {
-        let job = Job { channel: channel(topic), envelope, reply };
-        self.jobs.send(job).await.map_err(|_| BridgeError::Unavailable("the Redis publisher stopped".into()))
+        let stopped = || BridgeError::Unavailable("the Redis publisher stopped".into());
+        let cost = self.cost(&envelope);
+        let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| stopped())?;
+        let job = Job { channel: channel(topic), envelope, reply, _bytes: self.budgeted(permit, cost) };
+        self.jobs.send(job).await.map_err(|_| stopped())
     }
 
     /// Queues an envelope without waiting; `false` when the queue is full (the caller counts it).
     pub fn try_publish(&self, topic: &str, envelope: Vec<u8>) -> bool {
-        self.jobs.try_send(Job { channel: channel(topic), envelope, reply: Reply::Discard }).is_ok()
+        let cost = self.cost(&envelope);
+        let Ok(permit) = self.budget.clone().try_acquire_many_owned(cost) else { return false };
+        let job = Job {
+            channel: channel(topic),
+            envelope,
+            reply: Reply::Discard,
+            _bytes: self.budgeted(permit, cost),
+        };
+        self.jobs.try_send(job).is_ok()
+    }
+
+    /// The budget an envelope takes: its size, at most the whole budget (so
+    /// one publish larger than the budget still goes, alone).
+    fn cost(&self, envelope: &[u8]) -> u32 {
+        envelope.len().clamp(1, self.budget_bytes) as u32
+    }
+
+    fn budgeted(&self, permit: OwnedSemaphorePermit, cost: u32) -> Budgeted {
+        self.metrics.relay_queue_bytes.inc_by(i64::from(cost));
+        Budgeted { _permit: permit, bytes: cost as usize, metrics: self.metrics.clone() }
     }
 
     /// Sends queued publishes as pipelines until the relay is dropped.

@@ -54,6 +54,23 @@ async fn recv(ws: &mut Ws) -> Option<ServerFrame> {
     }
 }
 
+/// Every frame until the connection ends, and the close code if a close frame came.
+async fn until_closed(ws: &mut Ws) -> (Vec<ServerFrame>, Option<u16>) {
+    let mut frames = Vec::new();
+    let mut close = None;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        match message {
+            Ok(Message::Binary(bytes)) => {
+                frames.push(ServerFrame::decode(&bytes).expect("valid server frame"))
+            }
+            Ok(Message::Close(frame)) => close = frame.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    (frames, close)
+}
+
 async fn client(addr: SocketAddr) -> Ws {
     let (mut ws, _) = connect_async(format!("ws://{addr}/ws")).await.unwrap();
     send(&mut ws, &ClientFrame::Hello { v: 1, token: None }).await;
@@ -188,7 +205,13 @@ async fn oversized_frames_close_the_connection_not_the_bridge() {
     let bridge = start(config).await;
     let mut big = client(bridge.addr).await;
     let _ = big.send(Message::Binary(vec![0u8; 4096].into())).await;
-    assert_eq!(recv(&mut big).await, None);
+    // Regression: the bridge closed with 1000 and no error frame.
+    let (frames, close) = until_closed(&mut big).await;
+    assert!(
+        matches!(frames.as_slice(), [ServerFrame::Error { code, .. }] if code == "PAYLOAD_TOO_LARGE"),
+        "{frames:?}"
+    );
+    assert_eq!(close, Some(1009));
     let mut other = client(bridge.addr).await;
     sync(&mut other, 8).await;
 }
@@ -430,4 +453,227 @@ async fn client_reports_become_per_kind_counters() {
     assert!(text.contains(r#"swarmbus_client_events_total{kind="dashboard",path="wasm"} 25"#), "{text}");
     assert!(text.contains(r#"swarmbus_client_events_total{kind="dashboard",path="js"} 4"#), "{text}");
     assert!(!text.contains("Bad Kind"), "{text}");
+}
+
+/// The value of one sample (`name{labels}` exactly as exported), 0 when absent.
+fn metric(bridge: &Bridge, sample: &str) -> f64 {
+    let text = bridge.metrics.render();
+    text.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+}
+
+/// Publishes `envelope` asking for `ack`, and waits for it.
+async fn publish_acked(ws: &mut Ws, envelope: Vec<u8>, ack: u64) {
+    send(ws, &ClientFrame::Publish { envelope, ack: Some(ack) }).await;
+    assert_eq!(recv(ws).await, Some(ServerFrame::Ack { ack }));
+}
+
+fn priority(level: u8) -> Priority {
+    Priority::new(level).unwrap()
+}
+
+/// Publishes priority 0 events of 256 KiB on `topic` until the bridge loses
+/// one to a subscriber that does not read: that subscriber's socket and
+/// queue are then full. Returns how many were published.
+async fn fill(publisher: &mut Ws, running: &Running, topic: &str) -> u64 {
+    let lost = || {
+        metric(&running.bridge, r#"swarmbus_dropped_total{priority="0",reason="evicted"}"#)
+            + metric(&running.bridge, r#"swarmbus_dropped_total{priority="0",reason="slow_client"}"#)
+    };
+    let before = lost();
+    for id in 0..400 {
+        let envelope = Envelope::new(id, topic, Priority::BULK, 0, vec![0; 256 * 1024]).encode().unwrap();
+        publish_acked(publisher, envelope, id).await;
+        if lost() > before {
+            return id + 1;
+        }
+    }
+    panic!("100 MiB published and the subscriber's queue never filled");
+}
+
+/// A bridge with `--send-queue send_queue`, a subscriber to `slow.>` whose
+/// socket and queue are full of priority 0 events, and a publisher.
+async fn stuck_behind_fillers(send_queue: usize) -> (Running, Ws, Ws) {
+    let running = start(Config { send_queue, ..Config::default() }).await;
+    let sub = subscriber(running.addr, "slow.>").await;
+    let mut publisher = client(running.addr).await;
+    fill(&mut publisher, &running, "slow.fill").await;
+    (running, sub, publisher)
+}
+
+async fn subscriber(addr: SocketAddr, pattern: &str) -> Ws {
+    let mut ws = client(addr).await;
+    send(&mut ws, &ClientFrame::Subscribe { pattern: pattern.into(), ack: Some(0) }).await;
+    assert_eq!(recv(&mut ws).await, Some(ServerFrame::Ack { ack: 0 }));
+    ws
+}
+
+#[tokio::test]
+async fn overlapping_subscriptions_deliver_one_frame_per_event() {
+    // Regression: `a.>`, `a.*`, `a.b` and `>` on one connection got 4 frames for one
+    // publish, and the HTTP publish answered `delivered: 4`.
+    let running = start(Config::default()).await;
+    let mut sub = client(running.addr).await;
+    for (ack, pattern) in ["a.>", "a.*", "a.b", ">"].into_iter().enumerate() {
+        send(&mut sub, &ClientFrame::Subscribe { pattern: pattern.into(), ack: Some(ack as u64) }).await;
+        assert_eq!(recv(&mut sub).await, Some(ServerFrame::Ack { ack: ack as u64 }));
+    }
+    let (status, body) = http(running.addr, &post_json(r#"{"topic":"a.b","payload":1}"#)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""delivered":1"#), "connections, not subscriptions: {body}");
+    let (_, body) = http(running.addr, &post_json(r#"{"topic":"z","payload":2}"#)).await;
+    assert!(body.contains(r#""delivered":1"#), "{body}");
+    // Same priority, FIFO: a duplicate of the first event would come before the second.
+    let topics: Vec<String> = [recv(&mut sub).await, recv(&mut sub).await]
+        .into_iter()
+        .map(|frame| match frame {
+            Some(ServerFrame::Event { envelope: bytes }) => envelope::decode(&bytes).unwrap().topic,
+            other => panic!("expected an event, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(topics, ["a.b", "z"]);
+    assert!(metric(&running.bridge, r#"swarmbus_delivered_total{priority="5"}"#) == 2.0);
+}
+
+#[tokio::test]
+async fn control_frames_never_evict_events_and_are_never_lost() {
+    // Regression: with --send-queue 4, pings evicted priority 8 events (uncounted), and
+    // with the queue full of priority 9 events, acks and pongs vanished silently.
+    let (running, mut sub, mut publisher) = stuck_behind_fillers(4).await;
+    for (id, level) in [(1000, 8), (1001, 8), (1002, 9), (1003, 9)] {
+        publish_acked(&mut publisher, envelope(id, "slow.event", priority(level)), id).await;
+    }
+    // Its queue now holds 9, 9, 8, 8 (the fillers were evicted): ask for two pongs and an ack.
+    send(&mut sub, &ClientFrame::Ping { nonce: 7 }).await;
+    send(&mut sub, &ClientFrame::Ping { nonce: 8 }).await;
+    let elsewhere = envelope(2000, "elsewhere", Priority::BULK);
+    send(&mut sub, &ClientFrame::Publish { envelope: elsewhere, ack: Some(77) }).await;
+    let (mut events, mut control) = (Vec::new(), Vec::new());
+    while events.len() < 4 || control.len() < 3 {
+        match recv(&mut sub).await {
+            Some(ServerFrame::Event { envelope: bytes }) => {
+                let id = envelope::decode(&bytes).unwrap().id;
+                if id >= 1000 {
+                    events.push(id);
+                }
+            }
+            Some(frame) => control.push(frame),
+            None => panic!("the subscriber was disconnected"),
+        }
+    }
+    assert_eq!(events, [1002, 1003, 1000, 1001], "every critical event, most urgent first");
+    assert_eq!(
+        control,
+        [ServerFrame::Pong { nonce: 7 }, ServerFrame::Pong { nonce: 8 }, ServerFrame::Ack { ack: 77 }]
+    );
+    let text = running.bridge.metrics.render();
+    assert!(!text.contains(r#"swarmbus_dropped_total{priority="8""#), "{text}");
+    assert!(!text.contains(r#"swarmbus_dropped_total{priority="9""#), "{text}");
+    assert!(!text.contains("swarmbus_slow_consumer_disconnects_total{"), "{text}");
+}
+
+#[tokio::test]
+async fn a_client_too_slow_for_critical_events_is_cut_off_with_4008() {
+    let (running, mut sub, mut publisher) = stuck_behind_fillers(4).await;
+    for id in 1000..1005 {
+        publish_acked(&mut publisher, envelope(id, "slow.event", Priority::MAX), id).await;
+    }
+    // The fifth could not be queued: the client is cut off rather than losing it quietly.
+    let (_, close) = until_closed(&mut sub).await;
+    assert_eq!(close, Some(4008));
+    let text = running.bridge.metrics.render();
+    assert!(text.contains(r#"swarmbus_slow_consumer_disconnects_total{reason="queue_full"} 1"#), "{text}");
+    assert!(text.contains(r#"swarmbus_dropped_total{priority="9",reason="slow_client"} 5"#), "{text}");
+    sync(&mut publisher, 1).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    // Regression: a subscriber that never read was never disconnected (its events are below 8).
+    let config = Config { write_timeout: Duration::from_millis(500), ..Config::default() };
+    let running = start(config).await;
+    let _stuck = subscriber(running.addr, "slow.>").await;
+    let mut reader = subscriber(running.addr, "slow.>").await;
+    let reading = tokio::spawn(async move {
+        let mut events = 0;
+        loop {
+            match recv(&mut reader).await {
+                Some(ServerFrame::Event { envelope: bytes })
+                    if envelope::decode(&bytes).unwrap().topic == "slow.end" =>
+                {
+                    return events;
+                }
+                Some(ServerFrame::Event { .. }) => events += 1,
+                Some(_) => {}
+                None => panic!("the reading subscriber was disconnected"),
+            }
+        }
+    });
+    let mut publisher = client(running.addr).await;
+    let published = fill(&mut publisher, &running, "slow.fill").await;
+    let sample = r#"swarmbus_slow_consumer_disconnects_total{reason="write_timeout"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&running.bridge, sample) < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "not disconnected within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publish_acked(&mut publisher, envelope(u64::MAX, "slow.end", Priority::NORMAL), 1).await;
+    assert_eq!(reading.await.unwrap(), published, "the reading subscriber got every event");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&running.bridge, "swarmbus_open_connections") != 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the stuck connection is still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&running.bridge, "swarmbus_slow_consumer_disconnects_total{reason=\"write_timeout\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn never_reading_subscribers_hold_a_bounded_number_of_bytes() {
+    // Regression: queues were bounded in frames only; 2,200 publishes of 1 MiB to a
+    // subscriber that never read added 2.15 GiB to the bridge.
+    let config = Config { write_timeout: Duration::from_secs(120), ..Config::default() };
+    let queue_bytes = config.send_queue_bytes as f64;
+    let running = start(config).await;
+    let _stuck = [subscriber(running.addr, "big").await, subscriber(running.addr, "big").await];
+    let mut reader = subscriber(running.addr, "big").await;
+    let mut publisher = client(running.addr).await;
+    let mut peak: f64 = 0.0;
+    for id in 0..48 {
+        let envelope = Envelope::new(id, "big", Priority::BULK, 0, vec![7; 1000 * 1000]).encode().unwrap();
+        publish_acked(&mut publisher, envelope, id).await;
+        match recv(&mut reader).await {
+            Some(ServerFrame::Event { envelope: bytes }) => {
+                assert_eq!(envelope::decode(&bytes).unwrap().id, id)
+            }
+            other => panic!("the reading subscriber got {other:?}"),
+        }
+        peak = peak.max(metric(&running.bridge, "swarmbus_send_queue_bytes"));
+    }
+    // Each stuck subscriber: at most its byte bound plus one frame.
+    let bound = 2.0 * (queue_bytes + 1_100_000.0) + 1_100_000.0;
+    assert!(peak <= bound, "{peak} bytes queued, bound {bound}");
+    assert!(metric(&running.bridge, r#"swarmbus_dropped_total{priority="0",reason="evicted"}"#) > 0.0);
+}
+
+#[tokio::test]
+async fn the_relay_queue_is_bounded_in_bytes() {
+    // Regression: the Redis relay queue held 16,384 jobs of any size (2.66 GiB in a 5 s stall).
+    use swarmbus_bridge::metrics::Metrics;
+    use swarmbus_bridge::relay::RedisRelay;
+    // A "Redis" that accepts connections and never answers: publishes stay queued.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let metrics = Arc::new(Metrics::new(true));
+    let relay = RedisRelay::new(&url, metrics.clone(), 1000).unwrap();
+    assert!(relay.try_publish("t", vec![0; 600]));
+    assert!(!relay.try_publish("t", vec![0; 600]), "600 + 600 bytes exceed the 1000-byte budget");
+    assert!(metrics.render().contains("swarmbus_relay_queue_bytes 600"));
+    // The stalled publish fails (Redis's response timeout) and gives its bytes back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !relay.try_publish("t", vec![0; 600]) {
+        assert!(tokio::time::Instant::now() < deadline, "the budget never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
