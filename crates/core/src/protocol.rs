@@ -64,6 +64,16 @@ pub enum ClientFrame {
         #[serde(default)]
         js: u64,
     },
+    /// Replaces the connection's token before it expires (only after `hello`):
+    /// the new token's grants and `exp` apply from then on; with `ack`,
+    /// answered by `ack` (or `error` carrying it).
+    Refresh {
+        /// The new bearer token, for the same `sub` as the hello's.
+        token: String,
+        /// Correlates the acknowledgement.
+        #[serde(default)]
+        ack: Option<u64>,
+    },
     /// Liveness check; answered by `pong` with the same nonce.
     Ping {
         /// Echoed back.
@@ -176,6 +186,12 @@ impl ClientFrame {
                 uint(&mut out, "wasm", *wasm);
                 uint(&mut out, "js", *js);
             }
+            Self::Refresh { token, ack } => {
+                let _ = w::write_map_len(&mut out, 3);
+                str(&mut out, "t", "refresh");
+                str(&mut out, "token", token);
+                optional(&mut out, "ack", *ack);
+            }
             Self::Ping { nonce } => {
                 let _ = w::write_map_len(&mut out, 2);
                 str(&mut out, "t", "ping");
@@ -228,6 +244,7 @@ impl ClientFrame {
                 wasm: wasm.unwrap_or(0),
                 js: js.unwrap_or(0),
             },
+            "refresh" => Self::Refresh { token: text(token.flatten(), "token")?, ack },
             "ping" => Self::Ping { nonce: nonce.ok_or(missing("nonce"))? },
             _ => return Err(missing("t")),
         })
@@ -326,6 +343,8 @@ mod tests {
             ClientFrame::Publish { envelope: vec![1, 2, 3], ack: Some(7) },
             ClientFrame::Ping { nonce: u64::MAX },
             ClientFrame::Report { kind: "dashboard".into(), wasm: 10, js: 2 },
+            ClientFrame::Refresh { token: "jwt".into(), ack: Some(4) },
+            ClientFrame::Refresh { token: "jwt".into(), ack: None },
         ];
         for frame in frames {
             assert_eq!(frame.encode(), rmp_serde::to_vec_named(&frame).unwrap(), "same bytes as rmp-serde");
@@ -436,6 +455,12 @@ mod tests {
         let hello =
             [0x82, 0xa1, b't', 0xa5, b'h', b'e', b'l', b'l', b'o', 0xa1, b'v', 0xcf, 0, 0, 0, 1, 0, 0, 0, 0];
         assert_eq!(ClientFrame::decode(&hello), Err(CodecError::UnexpectedType { field: "v" }));
+        // {"t": "refresh", "token": nil}
+        let refresh = [
+            0x82, 0xa1, b't', 0xa7, b'r', b'e', b'f', b'r', b'e', b's', b'h', 0xa5, b't', b'o', b'k', b'e',
+            b'n', 0xc0,
+        ];
+        assert_eq!(ClientFrame::decode(&refresh), Err(CodecError::UnexpectedType { field: "token" }));
     }
 
     #[test]

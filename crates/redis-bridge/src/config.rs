@@ -1,6 +1,7 @@
 //! Command-line and environment configuration.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -21,25 +22,9 @@ pub struct Config {
     /// Most subscriptions one connection may hold.
     #[arg(long, env = "SWARMBUS_MAX_SUBSCRIPTIONS", default_value_t = 256)]
     pub max_subscriptions: usize,
-    /// Event frames queued per client before the overflow policy applies.
+    /// Frames queued per client before the overflow policy applies.
     #[arg(long, env = "SWARMBUS_SEND_QUEUE", default_value_t = 4096)]
     pub send_queue: usize,
-    /// Bytes of event frames queued (or being written) per client before the
-    /// overflow policy applies (one frame always fits an empty queue).
-    #[arg(long, env = "SWARMBUS_SEND_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub send_queue_bytes: usize,
-    /// A client whose socket takes no batch of frames for this long is
-    /// disconnected as a slow consumer (e.g. `10s`, `500ms`).
-    #[arg(long, env = "SWARMBUS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub write_timeout: std::time::Duration,
-    /// On SIGTERM/SIGINT: how long to flush queued frames to clients (then
-    /// close them with 1001) before whatever is still open is aborted.
-    #[arg(long, env = "SWARMBUS_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: std::time::Duration,
-    /// Bytes of publishes waiting for the Redis publisher (Redis mode); when
-    /// full, publishing clients wait (their frames are not read meanwhile).
-    #[arg(long, env = "SWARMBUS_RELAY_QUEUE_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub relay_queue_bytes: usize,
     /// Relay through this Redis (`redis://HOST:PORT`) instead of the embedded broker;
     /// every bridge on the same Redis forms one bus.
     #[arg(long, env = "SWARMBUS_REDIS")]
@@ -62,6 +47,25 @@ pub struct Config {
     /// Log line format on stderr (the level comes from `RUST_LOG`, default `info`).
     #[arg(long, env = "SWARMBUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// How long a WebSocket may take to send an accepted `hello` after the
+    /// upgrade (then closed with 4002), e.g. `10s`.
+    #[arg(long, env = "SWARMBUS_HELLO_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub hello_timeout: Duration,
+    /// How long an HTTP client may take to send a request's headers; also how
+    /// long an idle keep-alive connection stays open.
+    #[arg(long, env = "SWARMBUS_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// How long an HTTP client may take to send a request's body.
+    #[arg(long, env = "SWARMBUS_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// WebSockets open at once that have not yet sent an accepted `hello`;
+    /// further upgrades are refused with 503 `TOO_MANY_UNAUTHENTICATED`.
+    #[arg(long, env = "SWARMBUS_MAX_UNAUTHENTICATED", default_value_t = 1024)]
+    pub max_unauthenticated: usize,
+    /// How long to wait for Redis to answer a publish or a health `PING`
+    /// (Redis mode); a publish not answered in time is `TIMEOUT`, outcome unknown.
+    #[arg(long, env = "SWARMBUS_REDIS_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
 }
 
 impl Default for Config {
@@ -89,17 +93,18 @@ impl Config {
         if self.max_frame == 0 || self.send_queue == 0 || self.max_subscriptions == 0 {
             return Err("--max-frame, --send-queue and --max-subscriptions must be positive".into());
         }
-        if self.send_queue_bytes == 0 || self.relay_queue_bytes == 0 || self.write_timeout.is_zero() {
-            return Err("--send-queue-bytes, --relay-queue-bytes and --write-timeout must be positive".into());
-        }
-        if self.relay_queue_bytes > u32::MAX as usize {
-            return Err("--relay-queue-bytes must be at most 4 GiB".into());
-        }
         if self.publish_rate == 0 || self.publish_burst == 0 {
             return Err("--publish-rate and --publish-burst must be positive".into());
         }
         if self.max_strikes == 0 {
             return Err("--max-strikes must be positive".into());
+        }
+        let timeouts = [self.hello_timeout, self.header_timeout, self.body_timeout, self.redis_timeout];
+        if timeouts.iter().any(Duration::is_zero) || self.max_unauthenticated == 0 {
+            return Err(
+                "--hello-timeout, --header-timeout, --body-timeout, --redis-timeout and --max-unauthenticated must be positive"
+                    .into(),
+            );
         }
         if let Some(url) = &self.redis {
             redis::Client::open(url.as_str()).map_err(|e| format!("invalid --redis URL {url}: {e}"))?;

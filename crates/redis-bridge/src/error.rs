@@ -24,8 +24,20 @@ pub enum BridgeError {
     UnsupportedVersion(u32),
     /// The client is no longer connected.
     Gone,
-    /// Redis could not take the publish (Redis mode).
+    /// The publish was not sent (Redis mode): Redis is unreachable or stalled,
+    /// or this bridge's own subscription is down. Retrying cannot duplicate it.
     Unavailable(String),
+    /// The publish was sent to Redis but no answer came in time (Redis mode):
+    /// it may or may not be delivered.
+    Timeout(String),
+    /// The token's `nbf` is still in the future.
+    TokenNotYetValid,
+    /// No accepted `hello` arrived within `--hello-timeout` of the upgrade.
+    HelloTimeout,
+    /// Too many connections have not yet authenticated (`--max-unauthenticated`).
+    TooManyUnauthenticated(usize),
+    /// The HTTP request body did not arrive within `--body-timeout`.
+    BodyTimeout,
     /// The bridge requires a token and none was given.
     AuthRequired,
     /// The token's `exp` has passed.
@@ -51,6 +63,11 @@ impl BridgeError {
             Self::UnsupportedVersion(_) => "UNSUPPORTED_VERSION",
             Self::Gone => "GONE",
             Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Timeout(_) => "TIMEOUT",
+            Self::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+            Self::HelloTimeout => "HELLO_TIMEOUT",
+            Self::TooManyUnauthenticated(_) => "TOO_MANY_UNAUTHENTICATED",
+            Self::BodyTimeout => "BODY_TIMEOUT",
             Self::AuthRequired => "AUTH_REQUIRED",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::InvalidToken => "INVALID_TOKEN",
@@ -73,7 +90,14 @@ impl fmt::Display for BridgeError {
                 write!(f, "protocol version {v} is not supported (this bridge speaks 1)")
             }
             Self::Gone => f.write_str("connection closed"),
-            Self::Unavailable(why) => write!(f, "relay unavailable: {why}"),
+            Self::Unavailable(why) => write!(f, "not sent, relay unavailable: {why}"),
+            Self::Timeout(why) => write!(f, "outcome unknown, no answer in time: {why}"),
+            Self::TokenNotYetValid => f.write_str("the token is not valid yet (nbf)"),
+            Self::HelloTimeout => f.write_str("no hello in time"),
+            Self::TooManyUnauthenticated(max) => {
+                write!(f, "more than {max} connections are waiting to authenticate")
+            }
+            Self::BodyTimeout => f.write_str("the request body did not arrive in time"),
             Self::AuthRequired => f.write_str("this bridge requires a token"),
             Self::TokenExpired => f.write_str("the token has expired"),
             Self::InvalidToken => f.write_str("the token is invalid or its signature does not verify"),

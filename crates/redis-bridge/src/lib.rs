@@ -7,17 +7,18 @@
 //! ([`auth`]), and a native [`client`]. Without an auth secret the bridge
 //! only binds to loopback.
 
+pub mod admission;
 pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod http_api;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
-pub mod outbox;
 pub mod probes;
 pub mod relay;
-pub mod report;
 pub mod server;
 pub mod simulator;
 pub mod static_files;
