@@ -32,6 +32,7 @@ const stats = {
   perPriority: new Array(10).fill(0),
   latencies: [],
   handled: { wasm: 0, js: 0 },
+  handlerFailures: 0,
   seconds: 0,
   throughput: [[], ...GROUPS.map(() => [])],
   latency: [[], [], []],
@@ -121,7 +122,14 @@ async function demoInfo() {
 /** The wasm path: everything goes through the swarmbus package. */
 async function startWasm(swarms) {
   await init({ module_or_path: 'swarmbus_bg.wasm' });
-  const bus = new Bus({ capacity: 65_536, breaker: { failureThreshold: 5, openMs: 2_000, halfOpenProbes: 1 } });
+  // The workers' failures are the point of the demo: their breakers count them,
+  // the page counts them here (without onError the bus reports each
+  // subscription's first failure to console.error).
+  const bus = new Bus({
+    capacity: 65_536,
+    breaker: { failureThreshold: 5, openMs: 2_000, halfOpenProbes: 1 },
+    onError: () => { stats.handlerFailures += 1; },
+  });
   bus.subscribe('swarm.>', (event) => record(event.priority, event.payload, 'wasm'));
 
   const stores = new Map();

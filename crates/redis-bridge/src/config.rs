@@ -22,9 +22,25 @@ pub struct Config {
     /// Most subscriptions one connection may hold.
     #[arg(long, env = "SWARMBUS_MAX_SUBSCRIPTIONS", default_value_t = 256)]
     pub max_subscriptions: usize,
-    /// Frames queued per client before the overflow policy applies.
+    /// Event frames queued per client before the overflow policy applies.
     #[arg(long, env = "SWARMBUS_SEND_QUEUE", default_value_t = 4096)]
     pub send_queue: usize,
+    /// Bytes of event frames queued (or being written) per client before the
+    /// overflow policy applies (one frame always fits an empty queue).
+    #[arg(long, env = "SWARMBUS_SEND_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub send_queue_bytes: usize,
+    /// A client whose socket takes no batch of frames for this long is
+    /// disconnected as a slow consumer (e.g. `10s`, `500ms`).
+    #[arg(long, env = "SWARMBUS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: std::time::Duration,
+    /// On SIGTERM/SIGINT: how long to flush queued frames to clients (then
+    /// close them with 1001) before whatever is still open is aborted.
+    #[arg(long, env = "SWARMBUS_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+    /// Bytes of publishes waiting for the Redis publisher (Redis mode); when
+    /// full, publishing clients wait (their frames are not read meanwhile).
+    #[arg(long, env = "SWARMBUS_RELAY_QUEUE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub relay_queue_bytes: usize,
     /// Relay through this Redis (`redis://HOST:PORT`) instead of the embedded broker;
     /// every bridge on the same Redis forms one bus.
     #[arg(long, env = "SWARMBUS_REDIS")]
@@ -92,6 +108,12 @@ impl Config {
         }
         if self.max_frame == 0 || self.send_queue == 0 || self.max_subscriptions == 0 {
             return Err("--max-frame, --send-queue and --max-subscriptions must be positive".into());
+        }
+        if self.send_queue_bytes == 0 || self.relay_queue_bytes == 0 || self.write_timeout.is_zero() {
+            return Err("--send-queue-bytes, --relay-queue-bytes and --write-timeout must be positive".into());
+        }
+        if self.relay_queue_bytes > u32::MAX as usize {
+            return Err("--relay-queue-bytes must be at most 4 GiB".into());
         }
         if self.publish_rate == 0 || self.publish_burst == 0 {
             return Err("--publish-rate and --publish-burst must be positive".into());

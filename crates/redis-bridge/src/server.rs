@@ -8,8 +8,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admission::{expiry_deadline, Unauthenticated, UnauthenticatedSlots};
 use crate::auth::{Auth, Grants};
@@ -17,9 +19,11 @@ use crate::broker::{Broker, BrokerLimits, ClientId, Outbox};
 use crate::config::Config;
 use crate::error::BridgeError;
 use crate::http_api::HttpError;
-use crate::metrics::{ClientEventLabel, Metrics};
+use crate::metrics::Metrics;
+use crate::outbox::SlowReason;
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
 use crate::relay::{RedisRelay, Reply};
+use crate::report::{KindSlots, Reporter};
 
 /// Close code sent to a client that keeps sending invalid frames (RFC 6455 policy violation).
 pub const CLOSE_POLICY: u16 = 1008;
@@ -34,13 +38,17 @@ pub struct Bridge {
     pub metrics: Arc<Metrics>,
     auth: Option<Auth>,
     config: Config,
-    client_kinds: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Label slots of `swarmbus_client_events_total{kind}`.
+    kinds: KindSlots,
+    /// The WebSocket connections, waited for on shutdown.
+    connections: TaskTracker,
+    /// Cancelled when the shutdown grace is over: what is still open is dropped.
+    abort: CancellationToken,
     /// WebSockets that have not sent an accepted `hello` yet (`--max-unauthenticated`).
     unauthenticated: UnauthenticatedSlots,
 }
 
-/// Distinct client kinds `swarmbus_client_events_total` labels; later ones count as `other`.
-pub const MAX_CLIENT_KINDS: usize = 16;
+pub use crate::report::MAX_CLIENT_KINDS;
 
 impl Bridge {
     /// A bridge with `config`. In Redis mode this spawns the subscriber task,
@@ -49,13 +57,14 @@ impl Bridge {
         let metrics = Arc::new(Metrics::new(config.redis.is_some()));
         let limits = BrokerLimits {
             send_queue: config.send_queue,
+            send_queue_bytes: config.send_queue_bytes,
             max_subscriptions: config.max_subscriptions,
             max_envelope: config.max_frame,
         };
         let broker = Arc::new(Broker::new(limits, metrics.clone()));
         let relay = match &config.redis {
             Some(url) => {
-                let relay = RedisRelay::new(url, metrics.clone())?;
+                let relay = RedisRelay::new(url, metrics.clone(), config.relay_queue_bytes)?;
                 tokio::spawn(relay.clone().run_subscriber(broker.clone()));
                 Some(relay)
             }
@@ -69,7 +78,9 @@ impl Bridge {
             metrics,
             auth,
             config,
-            client_kinds: Default::default(),
+            kinds: KindSlots::default(),
+            connections: TaskTracker::new(),
+            abort: CancellationToken::new(),
             unauthenticated,
         }))
     }
@@ -126,7 +137,7 @@ impl Bridge {
                 Ok(())
             }
             Some(relay) => {
-                let reply = Reply::Frame { outbox: outbox.clone(), ack };
+                let reply = Reply::Frame { outbox: outbox.owe(), ack };
                 if let Err(e) = relay.publish(&topic, envelope, reply).await {
                     self.metrics.error(e.code());
                     outbox.send_control(&ServerFrame::error(e.code(), &e, ack));
@@ -160,17 +171,6 @@ impl Bridge {
         Ok(topic)
     }
 
-    /// The label for a reported client kind: the kind itself for the first
-    /// [`MAX_CLIENT_KINDS`] kinds seen, `other` after (bounded label cardinality).
-    fn report_kind(&self, kind: String) -> String {
-        let mut kinds = self.client_kinds.lock().unwrap_or_else(|p| p.into_inner());
-        if kinds.contains(&kind) || kinds.len() < MAX_CLIENT_KINDS && kinds.insert(kind.clone()) {
-            kind
-        } else {
-            "other".to_owned()
-        }
-    }
-
     /// True when the bridge can deliver: always in embedded mode, while the
     /// Redis subscription is up in Redis mode.
     pub fn is_ready(&self) -> bool {
@@ -202,8 +202,15 @@ const WS_BUFFER: usize = 4 * 1024;
 /// Close code sent to every client when the bridge shuts down ("going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// Serves until `shutdown` resolves; then stops accepting, flushes every
-/// client's queued frames and closes its socket with code 1001.
+/// Serves until `shutdown` resolves; then shuts down gracefully:
+///
+/// 1. stops accepting connections;
+/// 2. stops reading from every WebSocket client, sends it everything queued
+///    for it (and the replies still owed for its Redis-mode publishes), then
+///    a close frame with code 1001 ("going away"); HTTP requests in flight
+///    are answered;
+/// 3. after `--shutdown-grace` (default 5 s), drops whatever is still open
+///    (a client that does not read, an unfinished HTTP request) and returns.
 pub async fn serve(
     listener: TcpListener,
     bridge: Arc<Bridge>,
@@ -219,15 +226,46 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let closing = bridge.clone();
-    let shutdown = async move {
-        shutdown.await;
-        closing.broker.close_all(CLOSE_GOING_AWAY);
-    };
+    let stop_accepting = CancellationToken::new();
     // axum's own `serve` has no header timeout: see `listen`.
-    let header_timeout = bridge.config.header_timeout;
-    crate::listen::serve(listener, app(bridge).merge(extra), header_timeout, shutdown).await
+    let server = crate::listen::serve(
+        listener,
+        app(bridge.clone()).merge(extra),
+        bridge.config.header_timeout,
+        stop_accepting.clone().cancelled_owned(),
+    );
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => return result,
+        () = shutdown => {}
+    }
+    let grace = bridge.config.shutdown_grace;
+    tracing::info!(?grace, clients = bridge.broker.client_count(), "shutting down: flushing clients");
+    stop_accepting.cancel();
+    bridge.broker.close_all(CLOSE_GOING_AWAY);
+    bridge.connections.close();
+    let drained = async {
+        let result = (&mut server).await;
+        bridge.connections.wait().await;
+        result
+    };
+    match tokio::time::timeout(grace, drained).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                open = bridge.connections.len(),
+                "shutdown grace over: dropping what is still open"
+            );
+            bridge.abort.cancel();
+            // The connections drop their sockets at once; HTTP ones end with the runtime.
+            let _ = tokio::time::timeout(ABORT_WAIT, bridge.connections.wait()).await;
+            Ok(())
+        }
+    }
 }
+
+/// How long aborted connections get to drop their sockets after the grace.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn metrics(State(bridge): State<Arc<Bridge>>) -> Response {
     let body = bridge.metrics.render();
@@ -250,28 +288,97 @@ async fn ws_upgrade(State(bridge): State<Arc<Bridge>>, upgrade: WebSocketUpgrade
         .write_buffer_size(WS_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection(socket, bridge, place))
+        .on_upgrade(move |socket| {
+            let connections = bridge.connections.clone();
+            connections.track_future(connection(socket, bridge, place))
+        })
+}
+
+/// Close code for a frame larger than `--max-frame` (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// How a connection's writer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterEnd {
+    /// Everything queued was written, then the close frame.
+    Closed,
+    /// The socket failed (the client is gone) or the writer was aborted.
+    Broken,
+    /// A batch was not written within `--write-timeout`: the client was cut off.
+    TimedOut,
+}
+
+/// Writes what the outbox holds to `sink`, batch by batch: each batch is fed
+/// frame by frame and flushed once (one socket write for many small frames),
+/// and must be written within `write_timeout`. Then the close frame.
+async fn write_frames<S>(mut sink: S, outbox: Arc<Outbox>, write_timeout: std::time::Duration) -> WriterEnd
+where
+    S: Sink<Message> + Unpin,
+{
+    let mut batch = Vec::new();
+    while let Some(size) = outbox.next_batch(&mut batch).await {
+        let write = async {
+            for frame in batch.drain(..) {
+                sink.feed(Message::Binary(frame)).await?;
+            }
+            sink.flush().await
+        };
+        let result = tokio::time::timeout(write_timeout, write).await;
+        batch.clear();
+        outbox.written(size);
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return WriterEnd::Broken,
+            Err(_) => {
+                outbox.cut(SlowReason::WriteTimeout);
+                return WriterEnd::TimedOut;
+            }
+        }
+    }
+    let close = CloseFrame { code: outbox.close_code(), reason: "".into() };
+    match tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(close)))).await {
+        Ok(Ok(())) => WriterEnd::Closed,
+        Ok(Err(_)) => WriterEnd::Broken,
+        Err(_) => {
+            outbox.cut(SlowReason::WriteTimeout);
+            WriterEnd::TimedOut
+        }
+    }
+}
+
+/// Resolves at `deadline`, never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The size and limit of a frame the WebSocket layer refused as too large.
+fn too_large(error: axum::Error) -> Option<(usize, usize)> {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
+    match *error.into_inner().downcast::<Error>().ok()? {
+        Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => Some((size, max_size)),
+        _ => None,
+    }
 }
 
 /// One WebSocket connection: a writer task drains the client's outbox while
-/// this task reads and answers frames.
+/// this task reads and answers frames. The connection ends when the client
+/// closes, when the session ends it (strikes, deadlines), when the broker
+/// closes the outbox (a slow-consumer cut, shutdown) or when the writer
+/// fails; after sending its close frame the bridge waits (at most
+/// `--write-timeout`) for the client's, so that nothing still unread by
+/// the client is reset away.
 async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticated) {
     bridge.metrics.connections.inc();
     bridge.metrics.open_connections.inc();
     let (client, outbox) = bridge.broker.connect();
-    let (mut sink, mut stream) = socket.split();
-    let writer_outbox = outbox.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(batch) = writer_outbox.next_batch().await {
-            for frame in batch {
-                if sink.send(Message::Binary(frame)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let close = CloseFrame { code: writer_outbox.close_code(), reason: "".into() };
-        let _ = sink.send(Message::Close(Some(close))).await;
-    });
+    let (sink, mut stream) = socket.split();
+    let write_timeout = bridge.config.write_timeout;
+    let mut writer = tokio::spawn(write_frames(sink, outbox.clone(), write_timeout));
+    let mut writer_end = None;
+    let mut client_left = false;
 
     let bucket = TokenBucket::new(bridge.config.publish_rate, bridge.config.publish_burst);
     let mut session = Session {
@@ -280,31 +387,32 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
         outbox: &outbox,
         grants: None,
         strikes: 0,
-        reported: None,
+        reporter: Reporter::default(),
         fatal: false,
         bucket,
         unauthenticated: Some(place),
         deadline: tokio::time::Instant::now().checked_add(bridge.config.hello_timeout),
         close: None,
     };
-    loop {
+    while !outbox.is_closed() {
         // Before hello: the hello timeout; after: the token's expiry.
-        let message = match session.deadline {
-            Some(deadline) => tokio::select! {
-                message = stream.next() => message,
-                () = tokio::time::sleep_until(deadline) => {
-                    session.deadline_passed();
-                    break;
-                }
-            },
-            None => stream.next().await,
+        let message = tokio::select! {
+            message = stream.next() => message,
+            () = until(session.deadline) => {
+                session.deadline_passed();
+                break;
+            }
+            end = &mut writer => {
+                writer_end = Some(end.unwrap_or(WriterEnd::Broken));
+                break;
+            }
+            () = outbox.closed() => break,
+            () = bridge.abort.cancelled() => break,
         };
-        let Some(Ok(message)) = message else { break };
         let bytes = match message {
-            Message::Binary(bytes) => bytes,
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Text(_) => {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Text(_))) => {
                 session
                     .refuse(BridgeError::Malformed("text frames are not part of the protocol".into()), None);
                 if session.over_limit() {
@@ -312,9 +420,24 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
                 }
                 continue;
             }
+            Some(Err(e)) => {
+                if let Some((len, max)) = too_large(e) {
+                    let error =
+                        BridgeError::Codec(swarmbus_core::CodecError::TooLarge { field: "frame", len, max });
+                    session.refuse(error, None);
+                    session.close = Some(CLOSE_TOO_BIG);
+                } else {
+                    client_left = true;
+                }
+                break;
+            }
+            Some(Ok(Message::Close(_))) | None => {
+                client_left = true;
+                break;
+            }
         };
         session.handle(&bytes).await;
-        if session.over_limit() || session.fatal || outbox.is_closed() {
+        if session.over_limit() || session.fatal {
             break;
         }
     }
@@ -324,8 +447,33 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
     } else if let Some(code) = session.close {
         outbox.set_close_code(code);
     }
+    session.reporter.release(&bridge.kinds);
+    drop(session);
     bridge.broker.disconnect(client);
-    let _ = writer.await;
+    let end = match writer_end {
+        Some(end) => end,
+        None => tokio::select! {
+            end = &mut writer => end.unwrap_or(WriterEnd::Broken),
+            () = bridge.abort.cancelled() => {
+                writer.abort();
+                WriterEnd::Broken
+            }
+        },
+    };
+    if end == WriterEnd::Closed && !client_left {
+        // Our close frame is out: read (and ignore) until the client's arrives.
+        let closing = async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(write_timeout, closing) => {}
+            () = bridge.abort.cancelled() => {}
+        }
+    }
     bridge.metrics.open_connections.dec();
 }
 
@@ -336,8 +484,8 @@ struct Session<'a> {
     /// Set by a successful hello.
     grants: Option<Grants>,
     strikes: u32,
-    /// The counters of the client's last `report`.
-    reported: Option<(u64, u64)>,
+    /// The client's `report`s.
+    reporter: Reporter,
     /// A refused hello token ends the connection.
     fatal: bool,
     bucket: TokenBucket,
@@ -443,7 +591,9 @@ impl Session<'_> {
                 }
             }
             ClientFrame::Refresh { token, ack } => self.refresh(&token, ack),
-            ClientFrame::Ping { nonce } => self.outbox.send_control(&ServerFrame::Pong { nonce }),
+            ClientFrame::Ping { nonce } => {
+                self.outbox.send_control(&ServerFrame::Pong { nonce });
+            }
             ClientFrame::Report { kind, wasm, js } => {
                 if let Err(e) = self.report(kind, wasm, js) {
                     self.refuse(e, None);
@@ -452,26 +602,15 @@ impl Session<'_> {
         }
     }
 
-    /// Adds what the client handled since its previous report to `swarmbus_client_events_total`.
+    /// Adds what the client handled since its previous report to
+    /// `swarmbus_client_events_total` (see [`crate::report`]).
     fn report(&mut self, kind: String, wasm: u64, js: u64) -> Result<(), BridgeError> {
-        let valid = (1..=32).contains(&kind.len())
-            && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !valid {
-            return Err(BridgeError::Malformed(format!("report kind {kind:?}: 1-32 of a-z 0-9 _ -")));
+        let (bridge, reporter) = (self.bridge, &mut self.reporter);
+        if reporter.report(&bridge.kinds, &bridge.metrics, &kind, wasm, js) {
+            Ok(())
+        } else {
+            Err(BridgeError::Malformed(format!("report kind {kind:?}: 1-32 of a-z 0-9 _ -")))
         }
-        let (last_wasm, last_js) = self.reported.unwrap_or((0, 0));
-        // A counter that went down was reset by the client: count it from zero.
-        let delta = |now: u64, last: u64| if now >= last { now - last } else { now };
-        let kind = self.bridge.report_kind(kind);
-        for (path, n) in [("wasm", delta(wasm, last_wasm)), ("js", delta(js, last_js))] {
-            self.bridge
-                .metrics
-                .client_events
-                .get_or_create(&ClientEventLabel { kind: kind.clone(), path })
-                .inc_by(n);
-        }
-        self.reported = Some((wasm, js));
-        Ok(())
     }
 
     /// A `refresh`: a newer token for the same subject replaces the grants and the expiry.
