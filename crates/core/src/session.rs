@@ -36,7 +36,7 @@
 //! * From the clock: [`Session::tick`], at or after [`Session::poll_timeout`].
 //! * From the application: [`Session::connect`], [`Session::subscribe`],
 //!   [`Session::unsubscribe`], [`Session::publish`], [`Session::report`],
-//!   [`Session::set_token`], [`Session::close`].
+//!   [`Session::set_token`], [`Session::refresh_token`], [`Session::close`].
 //!
 //! Every input takes `now` in milliseconds on any clock that does not go back.
 //!
@@ -54,7 +54,10 @@
 //! * **Hello.** On `connected` it sends `hello` with the token
 //!   ([`Session::set_token`] changes it for the next hello). A welcome must
 //!   arrive within `connect_timeout_ms` of the open, else the transport is
-//!   closed (code [`CLOSE_NO_WELCOME`]) and retried. A hello refused with
+//!   closed (code [`CLOSE_NO_WELCOME`]) and retried. [`Session::refresh_token`]
+//!   replaces the token on the open connection (a `refresh` frame, before the
+//!   bridge closes with 4001 at the old token's `exp`) and for every later
+//!   hello. A hello refused with
 //!   `AUTH_REQUIRED`, `TOKEN_EXPIRED`, `INVALID_TOKEN` or `UNSUPPORTED_VERSION`
 //!   is final ([`Stop::Refused`]): no retry can fix it without a new token.
 //! * **Subscriptions** are a set, kept across reconnects and across
@@ -824,6 +827,29 @@ impl Session {
     /// The token of the next `hello`.
     pub fn set_token(&mut self, token: Option<String>) {
         self.config.token = token;
+    }
+
+    /// Replaces the token: for the next `hello`, and, when open, on the current
+    /// connection too (a `refresh` frame), returning the request answered by
+    /// [`Effect::Acked`] or [`Effect::Failed`]. If the connection drops before
+    /// the answer the request fails with [`Failure::Disconnected`]; the next
+    /// `hello` carries the new token anyway.
+    pub fn refresh_token(&mut self, token: String, now: u64) -> Result<Option<RequestId>, SessionError> {
+        let Phase::Open { .. } = self.phase else {
+            self.config.token = Some(token);
+            return Ok(None);
+        };
+        if self.requests.len() >= self.config.max_requests {
+            return Err(SessionError::TooManyRequests);
+        }
+        let id = self.add_request(RequestKind::Once, now);
+        if let Some(request) = self.requests.get_mut(&id) {
+            request.sent = true;
+        }
+        self.wire.insert(id.0, Wire::Once(id));
+        self.send(&ClientFrame::Refresh { token: token.clone(), ack: Some(id.0) });
+        self.config.token = Some(token);
+        Ok(Some(id))
     }
 
     /// Adds `pattern` to the subscriptions (kept across reconnects) and sends

@@ -108,7 +108,9 @@ fn acks(frames: &[ClientFrame]) -> Vec<u64> {
     frames
         .iter()
         .filter_map(|frame| match frame {
-            ClientFrame::Subscribe { ack, .. } | ClientFrame::Publish { ack, .. } => *ack,
+            ClientFrame::Subscribe { ack, .. }
+            | ClientFrame::Publish { ack, .. }
+            | ClientFrame::Refresh { ack, .. } => *ack,
             _ => None,
         })
         .collect()
@@ -501,6 +503,35 @@ fn giving_up_and_closing() {
     assert_eq!(frames[1..], [ClientFrame::Publish { envelope: vec![2], ack: None }]);
 }
 
+#[test]
+fn a_token_refresh_goes_on_the_open_connection_and_into_later_hellos() {
+    let mut h = Harness::new(config());
+    assert_eq!(h.session.refresh_token("one".into(), h.now), Ok(None), "not open: for the hello");
+    h.session.connect(h.now).unwrap();
+    let transport = h.opened();
+    h.session.connected(transport, h.now);
+    assert_eq!(h.sent(), [ClientFrame::Hello { v: 1, token: Some("one".into()) }]);
+    h.session.handle(transport, ServerFrame::Welcome { v: 1, session: 1 }, h.now);
+    let id = h.session.refresh_token("two".into(), h.now).unwrap().unwrap();
+    assert_eq!(h.sent(), [ClientFrame::Refresh { token: "two".into(), ack: Some(id.0) }]);
+    h.effects();
+    h.session.handle(transport, ServerFrame::Ack { ack: id.0 }, h.now);
+    assert_eq!(h.effects(), [Effect::Acked(id)]);
+    // A refused refresh is that request's failure; the connection stays.
+    let refused = h.session.refresh_token("three".into(), h.now).unwrap().unwrap();
+    assert_eq!(acks(&h.sent()), [refused.0]);
+    h.session.handle(transport, ServerFrame::error("INVALID_TOKEN", "bad", Some(refused.0)), h.now);
+    assert!(
+        matches!(h.effects().as_slice(), [Effect::Failed(id, f)] if *id == refused && f.code() == "INVALID_TOKEN")
+    );
+    assert_eq!(h.session.state(), SessionState::Open);
+    h.session.closed(transport, 4001, h.now);
+    h.tick(h.session.poll_timeout().unwrap());
+    let transport = h.opened();
+    h.session.connected(transport, h.now);
+    assert_eq!(h.sent(), [ClientFrame::Hello { v: 1, token: Some("three".into()) }]);
+}
+
 // ---- property test ----
 
 #[derive(Debug, Clone)]
@@ -520,6 +551,7 @@ enum Op {
     Pong(bool),
     Garbage(Vec<u8>),
     Tick(u64),
+    Refresh,
 }
 
 const PATTERNS: [&str; 5] = ["a", "a.*", "b.>", "c.d", "bad..pattern"];
@@ -541,6 +573,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::Pong),
         1 => proptest::collection::vec(any::<u8>(), 0..12).prop_map(Op::Garbage),
         4 => (0u64..3_000).prop_map(Op::Tick),
+        1 => Just(Op::Refresh),
     ]
 }
 
@@ -620,6 +653,11 @@ proptest! {
                     if let Some(t) = current { session.handle(t, ServerFrame::Pong { nonce: n }, now); }
                 }
                 Op::Garbage(bytes) => { if let Some(t) = current { session.receive(t, &bytes, now); } }
+                Op::Refresh => {
+                    if let Ok(Some(id)) = session.refresh_token("t".into(), now) {
+                        prop_assert!(issued.insert(id), "fresh request ids");
+                    }
+                }
                 Op::Tick(dt) => { now += dt; session.tick(now); }
             }
             while let Some(action) = session.poll_action() {
@@ -634,7 +672,7 @@ proptest! {
                         match ClientFrame::decode(&frame) {
                             Ok(ClientFrame::Subscribe { ack: Some(ack), .. })
                             | Ok(ClientFrame::Publish { ack: Some(ack), .. })
-                            => wire_acks.push(ack),
+                            | Ok(ClientFrame::Refresh { ack: Some(ack), .. }) => wire_acks.push(ack),
                             Ok(ClientFrame::Ping { nonce: n }) => nonce = Some(n),
                             Ok(_) => {}
                             Err(e) => prop_assert!(false, "undecodable frame sent: {e}"),

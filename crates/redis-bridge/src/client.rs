@@ -178,6 +178,7 @@ enum Command {
         ack: bool,
         waiter: Waiter,
     },
+    Refresh(String, Waiter),
 }
 
 /// A handle to a bridge connection; cheap to clone. The connection closes
@@ -263,6 +264,15 @@ impl Client {
     pub async fn send(&self, envelope: &Envelope) -> Result<(), ClientError> {
         let bytes = envelope.encode().map_err(|e| ClientError::Encode(e.to_string()))?;
         self.publish_with(bytes, envelope.priority, false).await
+    }
+
+    /// Replaces the token: on the open connection (a `refresh` frame; waits for
+    /// the bridge's answer, e.g. `INVALID_TOKEN`) and for every later `hello`.
+    /// While disconnected it only changes the next `hello`'s token.
+    pub async fn refresh_token(&self, token: &str) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Refresh(token.to_owned(), tx)).await?;
+        rx.await.map_err(|_| ClientError::Closed)?
     }
 
     async fn publish_with(
@@ -393,6 +403,11 @@ impl Shell {
             Command::Unsubscribe(pattern) => {
                 self.session.unsubscribe(&pattern);
             }
+            Command::Refresh(token, waiter) => match self.session.refresh_token(token, now) {
+                Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),
+                Ok(None) => drop(waiter.send(Ok(()))),
+                Err(e) => drop(waiter.send(Err(e.into()))),
+            },
             Command::Publish { envelope, priority, ack, waiter } => {
                 match self.session.publish(envelope, priority, ack, now) {
                     Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),

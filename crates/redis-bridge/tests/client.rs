@@ -134,11 +134,13 @@ async fn publishes_made_while_the_bridge_is_down_wait_and_go_out_after_the_resub
 #[derive(Debug, PartialEq)]
 enum Seen {
     Hello(Option<String>),
+    Refresh(String),
     Closed(Option<u16>),
 }
 
-/// A fake bridge that answers each hello with `answer` and then ignores every
-/// frame (pings included); reports hellos and closes.
+/// A fake bridge that answers each hello with `answer`, acknowledges token
+/// refreshes, and ignores every other frame (pings included); reports hellos,
+/// refreshes and closes.
 async fn fake_bridge(answer: ServerFrame) -> (String, mpsc::UnboundedReceiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
@@ -151,10 +153,18 @@ async fn fake_bridge(answer: ServerFrame) -> (String, mpsc::UnboundedReceiver<Se
                 while let Some(Ok(message)) = ws.next().await {
                     match message {
                         Message::Binary(bytes) => {
-                            if let Ok(ClientFrame::Hello { token, .. }) = ClientFrame::decode(&bytes) {
-                                let _ = seen.send(Seen::Hello(token));
-                                let _ = ws.send(Message::Binary(answer.encode().into())).await;
-                            }
+                            let reply = match ClientFrame::decode(&bytes) {
+                                Ok(ClientFrame::Hello { token, .. }) => {
+                                    let _ = seen.send(Seen::Hello(token));
+                                    answer.clone()
+                                }
+                                Ok(ClientFrame::Refresh { token, ack: Some(ack) }) => {
+                                    let _ = seen.send(Seen::Refresh(token));
+                                    ServerFrame::Ack { ack }
+                                }
+                                _ => continue,
+                            };
+                            let _ = ws.send(Message::Binary(reply.encode().into())).await;
                         }
                         Message::Close(frame) => {
                             let _ = seen.send(Seen::Closed(frame.map(|f| u16::from(f.code))));
@@ -191,6 +201,16 @@ async fn a_bridge_that_stops_answering_pings_is_left_for_a_new_connection() {
     // No pong within an interval: closed with 4000, then a new hello.
     assert_eq!(next_seen(&mut seen).await, Seen::Closed(Some(4000)));
     assert_eq!(next_seen(&mut seen).await, Seen::Hello(Some("jwt".into())));
+}
+
+#[tokio::test]
+async fn a_token_refresh_reaches_the_open_connection_and_waits_for_its_ack() {
+    let (url, mut seen) = fake_bridge(ServerFrame::Welcome { v: 1, session: 1 }).await;
+    let options = ClientOptions { token: Some("jwt".into()), ..ClientOptions::default() };
+    let (client, _events) = Client::connect(&url, options).await.unwrap();
+    assert_eq!(next_seen(&mut seen).await, Seen::Hello(Some("jwt".into())));
+    client.refresh_token("newer").await.unwrap();
+    assert_eq!(next_seen(&mut seen).await, Seen::Refresh("newer".into()));
 }
 
 #[tokio::test]
