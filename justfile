@@ -8,34 +8,15 @@ export CARGO_TERM_COLOR := "never"
 default:
     @just --list
 
-# Install what the recipes need; skips whatever is already present.
+# Rust targets and components, wasm-bindgen-cli, Chromium, redis-server, all npm packages.
+# Install what every recipe needs; skips whatever is already present.
 setup:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    installed="$(rustup target list --installed)"
-    for target in thumbv7em-none-eabi wasm32-unknown-unknown; do
-        grep -qx "$target" <<<"$installed" || rustup target add "$target"
-    done
-    components="$(rustup component list --installed)"
-    for component in clippy rustfmt; do
-        grep -q "^$component" <<<"$components" || rustup component add "$component"
-    done
-    # wasm-bindgen CLI and test runner, pinned to the version in Cargo.lock (no --locked: see TOOLCHAIN.md).
-    version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
-    if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $version" ]; then
-        cargo install wasm-bindgen-cli --version "$version"
-    fi
-    # Headless Chromium and its driver for the browser tests; redis-server for the bridge's Redis tests.
-    missing=""
-    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$missing chromium chromium-driver"
-    command -v redis-server >/dev/null || missing="$missing redis-server"
-    if [ -n "$missing" ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
-    fi
-    # npm tooling (binaryen's wasm-opt, test and benchmark peers), only when the lock file changed.
-    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-        npm ci --no-audit --no-fund
-    fi
+    scripts/setup.sh all
+
+# No apt-get, no browsers, no test peers: the wasm32 target, wasm-bindgen-cli, the dashboard's npm packages.
+# Install only what `just demo` uses.
+setup-demo:
+    scripts/setup.sh demo
 
 # Every suite CI runs: format, lints, tests, no_std and wasm builds, fuzz targets compile.
 test: setup fmt-check lint test-core build-nostd build-fuzz test-wasm test-js test-bridge test-www test-edge test-cross
@@ -87,6 +68,10 @@ build-wasm:
     cp LICENSE-MIT LICENSE-APACHE {{wasm_pkg}}/
     @echo "swarmbus_bg.wasm: $(stat -c %s {{wasm_pkg}}/swarmbus_bg.wasm) bytes raw, $(gzip -9 -c {{wasm_pkg}}/swarmbus_bg.wasm | wc -c) bytes gzip"
 
+# Make the built package importable as `swarmbus` (node_modules/swarmbus -> crates/wasm/pkg).
+link-pkg:
+    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+
 # wasm-bindgen tests of the wasm crate, in Node and in headless Chromium.
 test-wasm:
     #!/usr/bin/env bash
@@ -95,21 +80,20 @@ test-wasm:
     cargo test -p swarmbus-wasm --target wasm32-unknown-unknown
     # Headless Chromium. Its start once hung past the test timeout in CI: a run
     # that times out is retried once; a failing test fails at once.
+    # Each run has a process group of its own: the runner, chromedriver and
+    # Chromium it left behind are killed by group id (scripts/run_group.sh).
     for attempt in 1 2; do
         status=0
-        WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver timeout -k 10 300 cargo test -p swarmbus-wasm --target wasm32-unknown-unknown || status=$?
+        WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver scripts/run_group.sh 300 cargo test -p swarmbus-wasm --target wasm32-unknown-unknown || status=$?
         [ "$status" -ne 124 ] && exit "$status"
         echo "headless Chromium run timed out (attempt $attempt)"
-        pkill -f wasm-bindgen-test-runner || true
-        pkill -f chromedriver || true
     done
     exit 124
 
 # Node integration tests that import the built package as a user would (`swarmbus/node`),
 # the Messenger ones against a real bridge process.
-test-js: build-wasm check-dts
+test-js: build-wasm check-dts link-pkg
     cargo build -p swarmbus-bridge
-    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node --test --test-reporter=spec crates/wasm/tests-js/
     node --test --test-reporter=spec crates/wasm/tests-ts/ tests/package.test.mjs
 
@@ -124,8 +108,7 @@ check-dts:
     diff -u crates/wasm/api/swarmbus.d.ts <(public_api {{wasm_pkg}}/swarmbus.d.ts) || { echo "the .d.ts changed: review, then SWARMBUS_BLESS=1 just check-dts"; exit 1; }
 
 # The leak test for longer: `just soak 60` runs about an hour of mixed operations.
-soak minutes="10": build-wasm
-    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+soak minutes="10": build-wasm link-pkg
     SWARMBUS_SOAK_OPS=$(( {{minutes}} * 3000000 )) node --test --test-timeout=$(( ({{minutes}} + 5) * 60000 )) crates/wasm/tests-js/memory.test.mjs
 
 # Keep the fuzz targets compiling (stable toolchain, no fuzzing).
@@ -150,31 +133,35 @@ bench-core *args:
 # The live swarm: builds the wasm package and the dashboard, then runs
 # `swarmbus-bridge demo` (embedded broker + swarm simulator) on 127.0.0.1:8080.
 # Arguments pass through: `just demo --listen 127.0.0.1:9000`, `just demo --redis redis://…`, `--rate 5000`.
-demo *args: setup build-www
-    cargo run --release -p swarmbus-bridge -- demo {{args}}
+demo *args: setup-demo
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source scripts/procs.sh
+    # The bridge (profile `demo`: no LTO, parallel codegen) builds while the dashboard does.
+    spawn cargo build --profile demo -p swarmbus-bridge
+    {{just_executable()}} build-www
+    wait "$spawned"
+    cargo run --profile demo -p swarmbus-bridge -- demo {{args}}
 
 # The core bus on its own, in one process: a small swarm, narrated.
 demo-core *args:
     cargo run --release -p swarmbus-core --example swarm_demo -- {{args}}
 
 # Bundle the dashboard (www/src) with esbuild into www/dist, with the wasm module.
-build-www: build-wasm
-    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+build-www: build-wasm link-pkg
     node www/build.mjs
 
 # The Deno and Cloudflare workerd examples run for real (npm `deno` and `workerd`)
 # against a bridge process, with a wasm Messenger subscriber.
-test-edge: build-wasm
+test-edge: build-wasm link-pkg
     cargo build -p swarmbus-bridge
-    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node examples/workerd/build.mjs
     node --test --test-reporter=spec tests/edge.test.mjs tests/readme.test.mjs
 
 # Everything at once: Redis, two bridges with auth, a Chromium page and this Node
 # process with Messengers, the workerd example; then a Redis restart.
-test-cross: build-wasm
+test-cross: build-wasm link-pkg
     cargo build -p swarmbus-bridge
-    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     node examples/workerd/build.mjs
     node --test --test-reporter=spec tests/cross.test.mjs
 
@@ -185,29 +172,25 @@ test-www: build-www
     node --test --test-reporter=spec www/tests/
 
 # Benchmarks of the wasm package against JS peers (eventemitter3, msgpackr, opossum, RegExp loop, JSON.parse).
-bench-js: build-wasm
-    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
+bench-js: build-wasm link-pkg
     node crates/wasm/bench/bench.mjs
 
 # 100 agents through the bridge for SECONDS: native agents (examples/agents.rs),
 # then agents in Node through the wasm package (crates/wasm/bench/agents.mjs);
 # then the in-process figure (core bus, 100 agents, no I/O, one bus per core).
-load seconds="10": build-wasm
+load seconds="10": build-wasm link-pkg
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release -p swarmbus-bridge --bins --examples
     cargo build --release -p swarmbus-core --examples
-    mkdir -p node_modules && ln -sfn ../{{wasm_pkg}} node_modules/swarmbus
     bin=target/release/swarmbus-bridge
-    pids=()
-    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-    wait_up() { for _ in $(seq 100); do curl -fs "http://$1/healthz" >/dev/null && return 0; sleep 0.1; done; echo "bridge $1 did not come up"; exit 1; }
+    source scripts/procs.sh
     echo "| agents | n | published/s | delivered/s | p50 ms | p99 ms | bridge drops | client drops / failed publishes | breaker transitions | bridge RSS |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
-    $bin --listen 127.0.0.1:18090 2>/dev/null & native=$!; pids+=($native)
+    spawn $bin --listen 127.0.0.1:18090 2>/dev/null; native=$spawned
     wait_up 127.0.0.1:18090
     target/release/examples/agents --url ws://127.0.0.1:18090/ws --agents 100 --rate 500 --seconds {{seconds}} --bridge-pid $native
-    $bin --listen 127.0.0.1:18091 2>/dev/null & node_bridge=$!; pids+=($node_bridge)
+    spawn $bin --listen 127.0.0.1:18091 2>/dev/null; node_bridge=$spawned
     wait_up 127.0.0.1:18091
     node crates/wasm/bench/agents.mjs --url ws://127.0.0.1:18091/ws --agents 100 --rate 100 --seconds {{seconds}} --bridge-pid $node_bridge
     echo
@@ -222,15 +205,13 @@ bench-bridge seconds="5":
     cargo build --release -p swarmbus-bridge --bins --examples
     bin=target/release/swarmbus-bridge
     load=target/release/examples/load
-    pids=()
-    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-    wait_up() { for _ in $(seq 100); do curl -fs "http://$1/healthz" >/dev/null && return 0; sleep 0.1; done; echo "bridge $1 did not come up"; exit 1; }
+    source scripts/procs.sh
     limits="--publish-rate 10000000 --publish-burst 1000000"
-    $bin --listen 127.0.0.1:18080 $limits 2>/dev/null & pids+=($!)
-    redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no >/dev/null & pids+=($!)
+    spawn $bin --listen 127.0.0.1:18080 $limits 2>/dev/null
+    spawn redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no >/dev/null
     sleep 0.3
-    $bin --listen 127.0.0.1:18081 $limits --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
-    $bin --listen 127.0.0.1:18082 $limits --redis redis://127.0.0.1:16379 2>/dev/null & pids+=($!)
+    spawn $bin --listen 127.0.0.1:18081 $limits --redis redis://127.0.0.1:16379 2>/dev/null
+    spawn $bin --listen 127.0.0.1:18082 $limits --redis redis://127.0.0.1:16379 2>/dev/null
     wait_up 127.0.0.1:18080; wait_up 127.0.0.1:18081; wait_up 127.0.0.1:18082
     echo "| mode | publishers | subscribers | published/s | delivered/s | p50 ms | p99 ms | lost |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -240,13 +221,13 @@ bench-bridge seconds="5":
     $load --label "redis, 2 bridges, 10k msg/s" --url ws://127.0.0.1:18081/ws ws://127.0.0.1:18082/ws --publishers 4 --subscribers 4 --rate 2500 --seconds {{seconds}}
     # The peer: two socket.io 4 servers with @socket.io/redis-adapter on the same Redis.
     sio=crates/redis-bridge/bench/socketio.mjs
-    node $sio --serve 19090 --redis 16379 >/dev/null & pids+=($!)
-    node $sio --serve 19091 --redis 16379 >/dev/null & pids+=($!)
+    spawn node $sio --serve 19090 --redis 16379 >/dev/null
+    spawn node $sio --serve 19091 --redis 16379 >/dev/null
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:19091/socket.io/?EIO=4&transport=polling" && break; sleep 0.1; done
     node $sio --label "socket.io + redis-adapter, 2 servers, max rate" --url http://127.0.0.1:19090 --url http://127.0.0.1:19091 --seconds {{seconds}}
     node $sio --label "socket.io + redis-adapter, 2 servers, 10k msg/s" --url http://127.0.0.1:19090 --url http://127.0.0.1:19091 --rate 2500 --seconds {{seconds}}
     # Memory per idle connection (embedded bridge on its own).
     ulimit -n 20000 || true
-    $bin --listen 127.0.0.1:18083 2>/dev/null & idle_pid=$!; pids+=($idle_pid)
+    spawn $bin --listen 127.0.0.1:18083 2>/dev/null; idle_pid=$spawned
     wait_up 127.0.0.1:18083
     $load --url ws://127.0.0.1:18083/ws --idle 10000 --bridge-pid $idle_pid
