@@ -344,9 +344,21 @@ export class RouterCore {
     free(): void;
     [Symbol.dispose](): void;
     /**
+     * The module's `WebAssembly.Memory`, to read what [`route_into`](Self::route_into) wrote.
+     */
+    static memory(): any;
+    /**
      * An empty router.
      */
     constructor();
+    /**
+     * Validates `topic` (`INVALID_TOPIC`) and writes the ids it reaches, in
+     * delivery order, into wasm memory; returns `offset * 2^21 + count`
+     * where `offset` is the 4-byte word index of the first id (one call
+     * answers both; exact in an f64: offset < 2^30, count < 2^21). No
+     * allocation per call: the hot path of a route-cache miss.
+     */
+    routeInto(topic: string): number;
     /**
      * Validates `topic` (`INVALID_TOPIC`) and returns the ids it reaches, in delivery order.
      */

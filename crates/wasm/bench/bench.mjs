@@ -13,13 +13,12 @@ import * as swarmbus from 'swarmbus/node';
 
 const { Bus, CircuitBreaker, encode, decode, encodeEnvelope, peekHeader } = swarmbus;
 const { Qlobber } = qlobber;
-const Router = swarmbus.Router; // the JS-side router, when the package has it
+const { Router } = swarmbus;
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 // `ONLY=bus` runs the bus and routing rows only.
 const ONLY = process.env.ONLY ?? '';
 const rows = [];
-let warmedUp = false;
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -51,8 +50,40 @@ async function rateAsync(n, fn) {
   return median(rates);
 }
 
-function row(name, ours, peerName, peer, target) {
-  rows.push({ name, ours, peerName, peer, ratio: ours / peer, target });
+function row(name, ours, peerName, peer, target, ratio = ours / peer) {
+  rows.push({ name, ours, peerName, peer, ratio, target });
+}
+
+/**
+ * Ours against one peer, rounds alternating (ours, peer, ours, peer, ...), so
+ * that load from other processes on the shared machine hits both alike; the
+ * ratio is the median of the per-round ratios.
+ */
+function pair(n, ours, peer) {
+  for (const fn of [ours, peer]) {
+    const warm = performance.now();
+    for (let calls = 0; calls < 3 || performance.now() - warm < 150; calls++) fn();
+  }
+  const a = [];
+  const b = [];
+  const ratios = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    let t0 = performance.now();
+    ours();
+    const x = n / ((performance.now() - t0) / 1e3);
+    t0 = performance.now();
+    peer();
+    const y = n / ((performance.now() - t0) / 1e3);
+    a.push(x);
+    b.push(y);
+    ratios.push(x / y);
+  }
+  return { ours: median(a), peer: median(b), ratio: median(ratios) };
+}
+
+function rowPair(name, n, ours, peerName, peer, target) {
+  const r = pair(n, ours, peer);
+  row(name, r.ours, peerName, r.peer, target, r.ratio);
 }
 
 const fmt = (x) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)} M/s` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} k/s` : `${x.toFixed(0)} /s`);
@@ -110,77 +141,73 @@ class BaselineBus {
 // 1. Deliveries (handler calls) per second, the same number of handlers on
 // every side. Events on one exact topic at priorities 0–9 (i % 10).
 const TOPIC = 'swarm.alpha.task';
-for (const handlers of [1, 1, 10]) { // the first row is JIT warm-up, not reported
+for (const handlers of [1, 10]) {
   const N = 20_000;
   const deliveries = N * handlers;
   const payloads = Array.from({ length: N }, (_, i) => i);
   let sum = 0;
   const handler = (e) => { sum += e.payload; };
   const bus = new Bus({ capacity: 1 << 16, breaker: false });
-  for (let h = 0; h < handlers; h++) bus.subscribe(TOPIC, handler);
-  const ours = rate(deliveries, () => {
+  const withBreakers = new Bus({ capacity: 1 << 16 });
+  const baseline = new BaselineBus();
+  for (let h = 0; h < handlers; h++) {
+    bus.subscribe(TOPIC, handler);
+    withBreakers.subscribe(TOPIC, handler);
+    baseline.subscribe(TOPIC, handler);
+  }
+  const ours = () => {
     for (let i = 0; i < N; i++) bus.publish(TOPIC, payloads[i], i % 10);
     bus.drain();
-  });
-  const oursBreakers = (() => {
-    const withBreakers = new Bus({ capacity: 1 << 16 });
-    for (let h = 0; h < handlers; h++) withBreakers.subscribe(TOPIC, handler);
-    const r = rate(deliveries, () => {
-      for (let i = 0; i < N; i++) withBreakers.publish(TOPIC, payloads[i], i % 10);
-      withBreakers.drain();
-    });
-    withBreakers.free();
-    return r;
-  })();
-  const baseline = new BaselineBus();
-  for (let h = 0; h < handlers; h++) baseline.subscribe(TOPIC, handler);
-  const base = rate(deliveries, () => {
+  };
+  const base = () => {
     for (let i = 0; i < N; i++) baseline.publish(TOPIC, payloads[i], i % 10);
     baseline.drain();
-  });
+  };
   const name = `deliveries: publish + drain one by one, ${handlers} handler${handlers > 1 ? 's' : ''}, priorities 0–9`;
-  if (warmedUp) {
-    row(name, ours, 'the JavaScript baseline', base, '≥ 1×');
-    row(`${name}, breaker per subscription`, oursBreakers, 'the JavaScript baseline', base, '≥ 1×');
-    for (const [peerName, emitter] of [['eventemitter3', new EventEmitter()], ['tseep', new Tseep()], ['node:events', new NodeEmitter()], ['mitt', mitt()]]) {
-      for (let h = 0; h < handlers; h++) emitter.on(TOPIC, (v) => { sum += v; });
-      const peer = rate(deliveries, () => { for (let i = 0; i < N; i++) emitter.emit(TOPIC, i); });
-      row(name, ours, `${peerName} (no priorities)`, peer, peerName === 'eventemitter3' ? 'stretch ≥ 0.5×' : '');
-    }
+  rowPair(name, deliveries, ours, 'the JavaScript baseline', base, '≥ 1×');
+  rowPair(`${name}, breaker per subscription`, deliveries, () => {
+    for (let i = 0; i < N; i++) withBreakers.publish(TOPIC, payloads[i], i % 10);
+    withBreakers.drain();
+  }, 'the JavaScript baseline', base, '≥ 1×');
+  for (const [peerName, emitter] of [['eventemitter3', new EventEmitter()], ['tseep', new Tseep()], ['node:events', new NodeEmitter()], ['mitt', mitt()]]) {
+    for (let h = 0; h < handlers; h++) emitter.on(TOPIC, (v) => { sum += v; });
+    rowPair(name, deliveries, ours, `${peerName} (no priorities)`, () => { for (let i = 0; i < N; i++) emitter.emit(TOPIC, i); }, peerName === 'eventemitter3' ? 'stretch ≥ 0.5×' : '');
   }
-  warmedUp = true;
   bus.free();
+  withBreakers.free();
 }
 
 // 2. publishBatch + drain: 10 batches of 1 000 at priorities 0–9, 1 and 10 handlers.
 for (const handlers of [1, 10]) {
   const N = 10_000;
-  const deliveries = N * handlers;
   const payloads = Array.from({ length: N }, (_, i) => i);
   const batches = Array.from({ length: 10 }, (_, p) => payloads.slice(p * 1000, (p + 1) * 1000));
   let sum = 0;
   const handler = (e) => { sum += e.payload; };
   const bus = new Bus({ capacity: 1 << 16, breaker: false });
-  for (let h = 0; h < handlers; h++) bus.subscribe(TOPIC, handler);
-  const ours = rate(deliveries, () => {
+  const baseline = new BaselineBus();
+  for (let h = 0; h < handlers; h++) {
+    bus.subscribe(TOPIC, handler);
+    baseline.subscribe(TOPIC, handler);
+  }
+  rowPair(`deliveries: publishBatch + drain, ${handlers} handler${handlers > 1 ? 's' : ''}, priorities 0–9`, N * handlers, () => {
     for (let p = 0; p < 10; p++) bus.publishBatch(TOPIC, batches[p], p);
     bus.drain();
-  });
-  const baseline = new BaselineBus();
-  for (let h = 0; h < handlers; h++) baseline.subscribe(TOPIC, handler);
-  const base = rate(deliveries, () => {
+  }, 'the JavaScript baseline', () => {
     for (let p = 0; p < 10; p++) baseline.publishBatch(TOPIC, batches[p], p);
     baseline.drain();
-  });
-  row(`deliveries: publishBatch + drain, ${handlers} handler${handlers > 1 ? 's' : ''}, priorities 0–9`, ours, 'the JavaScript baseline', base, '≥ 1×');
+  }, '≥ 1×');
   bus.free();
 }
 
 // 3. Wildcard routing: N patterns; for each topic find the matching handlers
 // and call them. Repeated topics: 2 000 distinct topics, each matching one
-// pattern, routed again every round (caches warm). Peers: qlobber behind a Map
-// cache of its results, qlobber uncached, a RegExp loop.
+// pattern, routed 10 times per round (caches warm). Every topic new: 2 000
+// topics never seen before per round (made inside the timed loop on both
+// sides: the same string work). Peers: qlobber behind a Map cache of its
+// results, qlobber uncached, a RegExp loop.
 const qlobberOptions = { separator: '.', wildcard_one: '*', wildcard_some: '>' };
+const REPEAT = 10;
 for (const n of [10, 100, 1000]) {
   const patterns = Array.from({ length: n }, (_, i) => (i % 2 ? `swarm.s${i}.>` : `swarm.s${i}.*.task`));
   const topics = Array.from({ length: 2000 }, (_, k) => `swarm.s${(k * 7919) % n}.agent${k % 100}.task`);
@@ -189,60 +216,56 @@ for (const n of [10, 100, 1000]) {
   const q = new Qlobber(qlobberOptions);
   for (const p of patterns) q.add(p, handler);
   const cache = new Map();
-  const qlobberCached = rate(topics.length, () => {
-    for (const t of topics) {
-      let hs = cache.get(t);
-      if (hs === undefined) cache.set(t, (hs = q.match(t)));
-      for (let i = 0; i < hs.length; i++) hs[i]();
+  const qlobberCached = () => {
+    for (let r = 0; r < REPEAT; r++) {
+      for (const t of topics) {
+        let hs = cache.get(t);
+        if (hs === undefined) cache.set(t, (hs = q.match(t)));
+        for (let i = 0; i < hs.length; i++) hs[i]();
+      }
     }
-  });
-  const qlobberUncached = rate(topics.length, () => {
-    for (const t of topics) { const hs = q.match(t); for (let i = 0; i < hs.length; i++) hs[i](); }
-  });
+  };
   const compiled = patterns.map((p) => ({
     re: new RegExp('^' + p.split('.').map((t) => (t === '*' ? '[^.]+' : t === '>' ? '.+' : t.replace(/[-/\\^$+?()|[\]{}]/g, '\\$&'))).join('\\.') + '$'),
     fn: handler,
   }));
+  const router = new Router();
+  for (const p of patterns) router.add(p, handler);
+  const ours = () => {
+    for (let r = 0; r < REPEAT; r++) {
+      for (const t of topics) { const hs = router.match(t); for (let i = 0; i < hs.length; i++) hs[i](); }
+    }
+  };
+  const name = `wildcard routing, ${n} patterns`;
+  rowPair(`${name}, repeated topics (Router.match + call)`, REPEAT * topics.length, ours, 'qlobber + Map cache', qlobberCached, '≥ 1×');
   const regexp = rate(topics.length, () => {
     for (const t of topics) for (const { re, fn } of compiled) if (re.test(t)) fn();
   });
-  if (Router) {
-    const router = new Router();
-    for (const p of patterns) router.add(p, handler);
-    const ours = rate(topics.length, () => {
-      for (const t of topics) { const hs = router.match(t); for (let i = 0; i < hs.length; i++) hs[i](); }
-    });
-    row(`wildcard routing, ${n} patterns, repeated topics (Router.match + call)`, ours, 'qlobber + Map cache', qlobberCached, '≥ 1×');
-    row(`wildcard routing, ${n} patterns, repeated topics (Router.match + call)`, ours, 'RegExp loop', regexp, n === 100 ? '≥ 30×' : n === 1000 ? '≥ 300×' : '');
-    // Every topic new: each call routes 2 000 topics never seen before (made
-    // inside the timed loop on both sides: the same string work for each).
-    let round = 0;
-    const oursMiss = rate(topics.length, () => {
-      round++;
-      for (let k = 0; k < 2000; k++) { const hs = router.match(`swarm.s${(k * 7919) % n}.r${round}x${k}.task`); for (let i = 0; i < hs.length; i++) hs[i](); }
-    });
-    const qMiss = rate(topics.length, () => {
-      round++;
-      for (let k = 0; k < 2000; k++) { const hs = q.match(`swarm.s${(k * 7919) % n}.r${round}x${k}.task`); for (let i = 0; i < hs.length; i++) hs[i](); }
-    });
-    row(`wildcard routing, ${n} patterns, every topic new (Router.match + call)`, oursMiss, 'qlobber uncached', qMiss, n >= 100 ? '≥ 2×' : '');
-    router.free();
-  }
-  // The whole bus: publish + drain per topic, wildcard subscriptions.
+  const oursRepeated = rate(REPEAT * topics.length, ours);
+  row(`${name}, repeated topics (Router.match + call)`, oursRepeated, 'RegExp loop', regexp, n === 100 ? '≥ 30×' : n === 1000 ? '≥ 300×' : '');
+  let round = 0;
+  rowPair(`${name}, every topic new (Router.match + call)`, topics.length, () => {
+    round++;
+    for (let k = 0; k < 2000; k++) { const hs = router.match(`swarm.s${(k * 7919) % n}.r${round}x${k}.task`); for (let i = 0; i < hs.length; i++) hs[i](); }
+  }, 'qlobber uncached', () => {
+    round++;
+    for (let k = 0; k < 2000; k++) { const hs = q.match(`swarm.s${(k * 7919) % n}.r${round}x${k}.task`); for (let i = 0; i < hs.length; i++) hs[i](); }
+  }, n >= 100 ? '≥ 2×' : '');
+  router.free();
+  // The whole bus: publish + drain per topic, wildcard subscriptions, against the JavaScript baseline.
   const bus = new Bus({ capacity: 1 << 16, breaker: false });
-  for (const p of patterns) bus.subscribe(p, handler);
-  const oursBus = rate(topics.length, () => {
+  const baseline = new BaselineBus();
+  for (const p of patterns) {
+    bus.subscribe(p, handler);
+    baseline.subscribe(p, handler);
+  }
+  rowPair(`wildcard bus, ${n} patterns, publish + drain, repeated topics`, topics.length, () => {
     for (const t of topics) bus.publish(t, null);
     bus.drain();
-  });
-  const baseline = new BaselineBus();
-  for (const p of patterns) baseline.subscribe(p, handler);
-  const base = rate(topics.length, () => {
+  }, 'the JavaScript baseline (qlobber uncached)', () => {
     for (const t of topics) baseline.publish(t, null);
     baseline.drain();
-  });
-  row(`wildcard bus, ${n} patterns, publish + drain`, oursBus, 'the JavaScript baseline (qlobber uncached)', base, '');
-  row(`wildcard bus, ${n} patterns, publish + drain`, oursBus, 'qlobber uncached (match + call only)', qlobberUncached, '');
+  }, '');
   bus.free();
 }
 

@@ -216,6 +216,10 @@ export class RouterCore {
   subscribe(pattern: string): number;
   unsubscribe(id: number): boolean;
   route(topic: string): Uint32Array;
+  /** Writes the ids into wasm memory; returns `wordOffset * 2 ** 21 + count`. */
+  routeInto(topic: string): number;
+  /** The module's memory (what `routeInto` wrote is read from it). */
+  static memory(): WebAssembly.Memory;
   readonly generation: number;
   free(): void;
   [Symbol.dispose](): void;

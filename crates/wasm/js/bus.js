@@ -47,6 +47,7 @@ function checkPriority(priority) {
 let ttl = -1;
 function publishOptions(options) {
   ttl = -1;
+  if (typeof options === 'number' && options >= 0 && options <= 9 && (options | 0) === options) return options;
   if (options === undefined || options === null) return DEFAULT_PRIORITY;
   if (typeof options !== 'object') return checkPriority(options);
   const priority = checkPriority(options.priority === null ? undefined : options.priority);
@@ -63,6 +64,23 @@ function counter() {
 }
 
 let nextEventId = 1;
+
+// Route-cache misses read the ids core wrote into wasm memory (no array
+// allocated and copied per call); the view is renewed when memory grows.
+let memory = null;
+let memoryView = new Uint32Array(0);
+/** The subscription ids of `topic` by `core` (INVALID_TOPIC if invalid), mapped through `values`. */
+function routeOf(core, topic, values) {
+  const answer = core.routeInto(topic); // word offset * 2^21 + count
+  const n = answer % 2097152;
+  const out = new Array(n);
+  if (n === 0) return out;
+  memory ??= RouterCore.memory();
+  if (memoryView.buffer !== memory.buffer) memoryView = new Uint32Array(memory.buffer);
+  const base = (answer - n) / 2097152;
+  for (let i = 0; i < n; i++) out[i] = values.get(memoryView[base + i]);
+  return out;
+}
 
 // The bus clock: `Date.now()` costs 50–70 ns here, more than the rest of a
 // publish, so it is read once per task (a microtask marks it stale) and at
@@ -122,10 +140,10 @@ export class Router {
 
   _miss(topic) {
     if (typeof topic !== 'string') throw error('INVALID_TOPIC', 'a topic is a string');
-    const ids = this._core.route(topic);
-    const out = new Array(ids.length);
-    for (let i = 0; i < ids.length; i++) out[i] = this._values.get(ids[i]);
-    if (this._cache.size >= this._cacheSize) this._cache.delete(this._cache.keys().next().value);
+    const out = routeOf(this._core, topic, this._values);
+    // Bounded: cleared when full (evicting one by one from a Map with many
+    // deletions makes `keys().next()` walk the deleted slots: quadratic).
+    if (this._cache.size >= this._cacheSize) this._cache.clear();
     this._cache.set(topic, out);
     return out;
   }
@@ -238,9 +256,20 @@ export class Subscription {
 /** What the queue holds per priority: events and (when any has a TTL) their deadlines. */
 class Level {
   constructor() {
-    this.events = [];
+    /** event, route, event, route, ...: the route (a cache entry) the event had when queued. */
+    this.items = [];
+    /** Deadlines (ms, -1 none) per event, only once an event with a TTL was queued. */
     this.deadlines = null;
+    /** Index of the oldest event in `items` (even). */
     this.head = 0;
+  }
+}
+
+/** A cached route: the subscriptions a topic reaches, valid until the next (un)subscribe. */
+class Route {
+  constructor(subs) {
+    this.subs = subs;
+    this.valid = true;
   }
 }
 
@@ -262,6 +291,8 @@ export class Bus {
     this._router = new RouterCore();
     this._cache = new Map();
     this._cacheSize = Math.max(16, routeCache ?? DEFAULT_ROUTE_CACHE);
+    this._lastTopic = null;
+    this._lastRoute = null;
     this._subs = new Map();
     this._levels = Array.from({ length: LEVELS }, () => new Level());
     this._size = 0;
@@ -316,13 +347,15 @@ export class Bus {
       handler: handler ?? ((event) => subscription._push(event)),
       // 0: no breaker, 1: breaker on the fast path, 2: ask core for every call.
       mode: 0,
+      // Active, not once, breaker not asked per call: the drain loop's fast path.
+      plain: !once,
     };
     if (this._breakers !== null) {
       this._breakers.add(id);
       record.mode = 1;
     }
     this._subs.set(id, record);
-    this._cache.clear();
+    this._invalidate();
     return subscription;
   }
 
@@ -341,22 +374,37 @@ export class Bus {
     const record = this._subs.get(id);
     if (record === undefined) return false;
     record.active = false;
+    record.plain = false;
     this._subs.delete(id);
     this._router.unsubscribe(id);
     if (this._breakers !== null) this._breakers.remove(id);
-    this._cache.clear();
+    this._invalidate();
     return true;
+  }
+
+  /** Every (un)subscribe: cached routes become stale (the generation counter's job). */
+  _invalidate() {
+    for (const route of this._cache.values()) route.valid = false;
+    this._cache.clear();
   }
 
   /** The subscriptions `topic` reaches now (cached until the next (un)subscribe). */
   _route(topic) {
+    // A burst on one topic skips the Map lookup.
+    if (topic === this._lastTopic && this._lastRoute.valid) return this._lastRoute;
+    const route = this._lookup(topic);
+    this._lastTopic = topic;
+    this._lastRoute = route;
+    return route;
+  }
+
+  _lookup(topic) {
     const hit = this._cache.get(topic);
     if (hit !== undefined) return hit;
     if (typeof topic !== 'string') throw error('INVALID_TOPIC', 'a topic is a string');
-    const ids = this._router.route(topic);
-    const route = new Array(ids.length);
-    for (let i = 0; i < ids.length; i++) route[i] = this._subs.get(ids[i]);
-    if (this._cache.size >= this._cacheSize) this._cache.delete(this._cache.keys().next().value);
+    const subs = routeOf(this._router, topic, this._subs);
+    if (this._cache.size >= this._cacheSize) this._invalidate(); // bounded: cleared when full
+    const route = new Route(subs);
     this._cache.set(topic, route);
     return route;
   }
@@ -369,11 +417,9 @@ export class Bus {
     if (this._freed) throw freed('publish');
     const priority = publishOptions(options);
     const deadline = ttl;
-    this._route(topic); // validates the topic (INVALID_TOPIC)
-    let id;
-    if (this._link !== null) id = this._link.forward(topic, payload, priority, deadline);
-    else id = nextEventId++;
-    this._accept({ id, topic, priority, timestamp: clock(), payload }, deadline);
+    const route = this._route(topic); // validates the topic (INVALID_TOPIC)
+    const id = this._link === null ? nextEventId++ : this._link.forward(topic, payload, priority, deadline);
+    this._accept({ id, topic, priority, timestamp: clock(), payload }, route, deadline);
     return id;
   }
 
@@ -385,13 +431,24 @@ export class Bus {
     if (this._freed) throw freed('publishBatch');
     priority = checkPriority(priority);
     if (!Array.isArray(payloads)) throw error('INVALID_ARGUMENT', 'publishBatch takes an array of payloads');
-    this._route(topic);
+    const route = this._route(topic);
     const count = payloads.length;
     const timestamp = clock();
+    if (this._link === null && !this._draining && this._size + count <= this._capacity) {
+      // Room for the whole batch: no eviction, no refusal, straight into the level.
+      const level = this._levels[priority];
+      const items = level.items;
+      for (let i = 0; i < count; i++) items.push({ id: nextEventId++, topic, priority, timestamp, payload: payloads[i] }, route);
+      if (level.deadlines !== null) for (let i = 0; i < count; i++) level.deadlines.push(-1);
+      this._size += count;
+      this._m.published[priority] += count;
+      if (this._autoDrain && !this._scheduled) this._schedule();
+      return count;
+    }
     for (let i = 0; i < count; i++) {
       const payload = payloads[i];
       const id = this._link !== null ? this._link.forward(topic, payload, priority, -1) : nextEventId++;
-      this._accept({ id, topic, priority, timestamp, payload }, -1);
+      this._accept({ id, topic, priority, timestamp, payload }, route, -1);
     }
     return count;
   }
@@ -403,26 +460,25 @@ export class Bus {
   publishEnvelope(bytes) {
     if (this._freed) throw freed('publishEnvelope');
     const header = peekHeader(bytes);
-    this._route(header.topic);
+    const route = this._route(header.topic);
     if (this._link !== null) this._link.forwardEnvelope(bytes);
-    this._accept({ id: header.id, topic: header.topic, priority: header.priority, timestamp: clock(), payload: bytes }, -1);
+    this._accept({ id: header.id, topic: header.topic, priority: header.priority, timestamp: clock(), payload: bytes }, route, -1);
     return header.id;
   }
 
   /** An event from elsewhere (the Messenger): queued like a publish, not forwarded again. */
   _publishRemote(id, topic, payload, priority, timestamp) {
     if (this._freed) return;
-    this._route(topic);
-    this._accept({ id, topic, priority, timestamp, payload }, -1);
+    this._accept({ id, topic, priority, timestamp, payload }, this._route(topic), -1);
   }
 
-  _accept(event, ttlMs) {
+  _accept(event, route, ttlMs) {
     if (this._draining) {
-      if (this._pending.length >= 2 * this._capacity) throw error('QUEUE_FULL', 'too many publishes from inside handlers during one drain');
-      this._pending.push(event, ttlMs);
+      if (this._pending.length >= 3 * this._capacity) throw error('QUEUE_FULL', 'too many publishes from inside handlers during one drain');
+      this._pending.push(event, route, ttlMs);
       return;
     }
-    this._enqueue(event, ttlMs);
+    this._enqueue(event, route, ttlMs);
     if (this._autoDrain && !this._scheduled) this._schedule();
   }
 
@@ -436,36 +492,40 @@ export class Bus {
     }
   }
 
-  _enqueue(event, ttlMs) {
+  _enqueue(event, route, ttlMs) {
     const p = event.priority;
-    if (this._size >= this._capacity) {
-      let lowest = 0;
-      while (lowest < LEVELS && this._levels[lowest].head === this._levels[lowest].events.length) lowest++;
-      if (lowest >= p) {
-        this._m.rejected[p]++;
-        throw error('QUEUE_FULL', `the queue is full of events of priority >= ${p}`);
-      }
-      const victim = this._levels[lowest];
-      victim.events[victim.head] = undefined;
-      victim.head++;
-      if (victim.head === victim.events.length) this._reset(victim);
-      this._size--;
-      this._m.evicted[lowest]++;
-    }
+    if (this._size >= this._capacity) this._evictFor(p);
     const level = this._levels[p];
     if (ttlMs >= 0) {
-      if (level.deadlines === null) level.deadlines = new Array(level.events.length).fill(-1);
+      if (level.deadlines === null) level.deadlines = new Array(level.items.length >> 1).fill(-1);
       level.deadlines.push(event.timestamp + ttlMs);
     } else if (level.deadlines !== null) {
       level.deadlines.push(-1);
     }
-    level.events.push(event);
+    level.items.push(event, route);
     this._size++;
     this._m.published[p]++;
   }
 
+  /** The queue is full: evict the oldest event of the lowest priority below `p`, else refuse (QUEUE_FULL). */
+  _evictFor(p) {
+    let lowest = 0;
+    while (lowest < LEVELS && this._levels[lowest].head === this._levels[lowest].items.length) lowest++;
+    if (lowest >= p) {
+      this._m.rejected[p]++;
+      throw error('QUEUE_FULL', `the queue is full of events of priority >= ${p}`);
+    }
+    const victim = this._levels[lowest];
+    victim.items[victim.head] = undefined;
+    victim.items[victim.head + 1] = undefined;
+    victim.head += 2;
+    if (victim.head === victim.items.length) this._reset(victim);
+    this._size--;
+    this._m.evicted[lowest]++;
+  }
+
   _reset(level) {
-    level.events.length = 0;
+    level.items.length = 0;
     level.head = 0;
     level.deadlines = null;
   }
@@ -489,29 +549,48 @@ export class Bus {
     try {
       for (let p = LEVELS - 1; p >= 0 && events < limit;) {
         const level = levels[p];
-        if (level.head === level.events.length) {
-          if (level.head !== 0) this._reset(level);
+        const items = level.items;
+        const head = level.head;
+        if (head === items.length) {
+          if (head !== 0) this._reset(level);
           p--;
           continue;
         }
-        const event = level.events[level.head];
-        const deadline = level.deadlines === null ? -1 : level.deadlines[level.head];
-        level.events[level.head] = undefined;
-        level.head++;
+        // The slots are not cleared one by one: the level is truncated once it is empty.
+        const event = items[head];
+        let route = items[head + 1];
+        level.head = head + 2;
         this._size--;
         events++;
-        if (deadline >= 0 && now > deadline) {
-          m.expired[p]++;
-          continue;
+        if (level.deadlines !== null) {
+          const deadline = level.deadlines[head >> 1];
+          if (deadline >= 0 && now > deadline) {
+            m.expired[p]++;
+            continue;
+          }
         }
         m.dispatched[p]++;
-        const route = this._route(event.topic);
-        if (route.length === 0) {
+        if (!route.valid) route = this._route(event.topic);
+        const subs = route.subs;
+        if (subs.length === 0) {
           m.unrouted++;
           continue;
         }
-        for (let i = 0; i < route.length; i++) {
-          const sub = route[i];
+        for (let i = 0; i < subs.length; i++) {
+          const sub = subs[i];
+          if (sub.plain) {
+            let returned;
+            try {
+              returned = sub.handler(event);
+            } catch (thrown) {
+              calls++;
+              this._failed(sub, event, thrown, -1, now);
+              continue;
+            }
+            calls++;
+            if (returned !== undefined && returned !== null && typeof returned.then === 'function') this._async(sub, event, returned, -1, now);
+            continue;
+          }
           if (!sub.active) continue;
           let handle = -1;
           if (sub.mode === 2) {
@@ -528,13 +607,11 @@ export class Bus {
             returned = sub.handler(event);
           } catch (thrown) {
             calls++;
-            m.delivered++;
             this._failed(sub, event, thrown, handle, now);
             if (sub.once) this._unsubscribe(sub.id);
             continue;
           }
           calls++;
-          m.delivered++;
           if (returned !== undefined && returned !== null && typeof returned.then === 'function') {
             this._async(sub, event, returned, handle, now);
           } else if (handle !== -1) {
@@ -544,6 +621,7 @@ export class Bus {
         }
       }
     } finally {
+      m.delivered += calls;
       this._draining = false;
       this._flushPending();
     }
@@ -554,9 +632,9 @@ export class Bus {
     const pending = this._pending;
     if (pending.length === 0) return;
     this._pending = [];
-    for (let i = 0; i < pending.length; i += 2) {
+    for (let i = 0; i < pending.length; i += 3) {
       try {
-        this._enqueue(pending[i], pending[i + 1]);
+        this._enqueue(pending[i], pending[i + 1], pending[i + 2]);
       } catch {
         // QUEUE_FULL: counted as rejected by _enqueue, as core does.
       }
@@ -581,6 +659,7 @@ export class Bus {
 
   _settled(sub, answer) {
     sub.mode = (answer & 2) !== 0 ? 1 : 2;
+    sub.plain = sub.active && sub.mode !== 2 && !sub.once;
     if ((answer & 1) !== 0) this._transitions();
   }
 
@@ -684,7 +763,7 @@ export class Bus {
     const m = this._m;
     const sum = (a) => a.reduce((x, y) => x + y, 0);
     const dropped = m.evicted.map((e, p) => e + m.expired[p]);
-    const queued = this._levels.map((l) => l.events.length - l.head);
+    const queued = this._levels.map((l) => (l.items.length - l.head) >> 1);
     return {
       published: sum(m.published), delivered: m.delivered, dropped: sum(dropped) + sum(m.skippedOpen),
       rejected: sum(m.rejected), evicted: sum(m.evicted), expired: sum(m.expired), skippedOpen: sum(m.skippedOpen),
@@ -706,7 +785,7 @@ export class Bus {
   /** Events waiting for delivery. */
   get queued() {
     if (this._freed) throw freed('queued');
-    return this._size + this._pending.length / 2 + (this._link !== null ? this._link.waiting() : 0);
+    return this._size + this._pending.length / 3 + (this._link !== null ? this._link.waiting() : 0);
   }
 
   /** Releases the wasm parts; later calls throw FREED. Twice is harmless. */
@@ -715,7 +794,7 @@ export class Bus {
     this._freed = true;
     for (const record of this._subs.values()) record.subscription._close();
     this._subs.clear();
-    this._cache.clear();
+    this._invalidate();
     this._router.free();
     if (this._breakers !== null) this._breakers.free();
     if (this._link !== null) this._link.free();

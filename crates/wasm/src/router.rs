@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 #[wasm_bindgen]
 pub struct RouterCore {
     router: Router,
+    /// The ids of the last [`route_into`](RouterCore::route_into), read by JS from wasm memory.
+    ids: Vec<u32>,
 }
 
 #[wasm_bindgen]
@@ -29,7 +31,7 @@ impl RouterCore {
     /// An empty router.
     #[wasm_bindgen(constructor)]
     pub fn new() -> RouterCore {
-        RouterCore { router: Router::with_cache_capacity(0) }
+        RouterCore { router: Router::with_cache_capacity(0), ids: Vec::with_capacity(64) }
     }
 
     /// Adds `pattern`; returns its subscription id (ascending: the delivery order).
@@ -47,6 +49,27 @@ impl RouterCore {
     pub fn route(&mut self, topic: &str) -> Result<Vec<u32>> {
         let route = self.router.route(topic).map_err(Error::topic)?;
         Ok(route.iter().map(|id| id.get() as u32).collect())
+    }
+
+    /// Validates `topic` (`INVALID_TOPIC`) and writes the ids it reaches, in
+    /// delivery order, into wasm memory; returns `offset * 2^21 + count`
+    /// where `offset` is the 4-byte word index of the first id (one call
+    /// answers both; exact in an f64: offset < 2^30, count < 2^21). No
+    /// allocation per call: the hot path of a route-cache miss.
+    #[wasm_bindgen(js_name = routeInto)]
+    pub fn route_into(&mut self, topic: &str) -> Result<f64> {
+        swarmbus_core::topic::validate_topic(topic).map_err(Error::topic)?;
+        let ids = &mut self.ids;
+        ids.clear();
+        self.router.for_each_match(topic, |id| ids.push(id.get() as u32));
+        let count = self.ids.len().min((1 << 21) - 1);
+        let words = self.ids.as_ptr() as usize / 4;
+        Ok(words as f64 * (1u64 << 21) as f64 + count as f64)
+    }
+
+    /// The module's `WebAssembly.Memory`, to read what [`route_into`](Self::route_into) wrote.
+    pub fn memory() -> JsValue {
+        wasm_bindgen::memory()
     }
 
     /// Bumped by every subscribe and unsubscribe.
