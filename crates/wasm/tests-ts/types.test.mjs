@@ -72,7 +72,8 @@ test('usage.ts, the examples and every README snippet compile with tsc --strict'
       if (snippetOf) continue;
       readmeBlocks += 1;
       const name = `${readme.replaceAll('/', '-').replace(/\.md$/, '')}-line${line}.ts`;
-      (/from 'swarmbus'/.test(code) ? browser : node).push(write(name, `${readme}:${line}`, code));
+      // Blocks importing `swarmbus/node` are Node code; the rest run in a browser.
+      (/from 'swarmbus\/node'/.test(code) ? node : browser).push(write(name, `${readme}:${line}`, code));
     }
   }
   assert.ok(readmeBlocks >= 3, `found ${readmeBlocks} README blocks`);
