@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use swarmbus_core::session::{
-    Action, Effect, Failure, RequestId, SessionError, SessionState, Stop, TransportId,
+    Action, Effect, Failure, RequestId, SessionError, SessionState, Stop, TransportId, CLOSE_NO_WELCOME,
 };
 use swarmbus_core::{envelope, Envelope, Priority, Session, SessionConfig};
 use tokio::net::TcpStream;
@@ -537,7 +537,12 @@ impl Shell {
                 tracing::warn!("bridge refused the subscription {pattern}: {code}: {message}");
             }
             Effect::Error { code, message } => tracing::warn!("bridge error {code}: {message}"),
-            Effect::Disconnected { code } => tracing::info!(code, "bridge connection lost"),
+            Effect::Disconnected { code } => {
+                if code == CLOSE_NO_WELCOME {
+                    self.last_error = String::from("no welcome within the connect timeout");
+                }
+                tracing::info!(code, "bridge connection lost");
+            }
             Effect::ReconnectIn { delay_ms, attempt } => {
                 tracing::debug!(delay_ms, attempt, "reconnecting to the bridge");
             }

@@ -79,10 +79,11 @@ async fn subscribe_publish_receive_and_refusals() {
 /// the client noticed (it is reconnecting). The bridge's address stays free for a restart.
 async fn subscribed_then_bridge_stopped(
     pattern: &str,
+    options: ClientOptions,
 ) -> (SocketAddr, String, Client, mpsc::Receiver<Envelope>) {
     let (addr, stop, server) = start_on("127.0.0.1:0").await;
     let url = format!("ws://{addr}/ws");
-    let (client, events) = Client::connect(&url, ClientOptions::default()).await.unwrap();
+    let (client, events) = Client::connect(&url, options).await.unwrap();
     client.subscribe(pattern).await.unwrap();
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
@@ -96,7 +97,8 @@ async fn subscribed_then_bridge_stopped(
 
 #[tokio::test]
 async fn reconnects_and_resubscribes_after_the_bridge_restarts() {
-    let (addr, url, _subscriber, mut events) = subscribed_then_bridge_stopped("jobs.>").await;
+    let (addr, url, _subscriber, mut events) =
+        subscribed_then_bridge_stopped("jobs.>", ClientOptions::default()).await;
     let (_, _stop_again, _server_again) = start_on(&addr.to_string()).await;
 
     // The subscriber reconnects on its own; publish until its resubscription is in place.
@@ -116,7 +118,8 @@ async fn reconnects_and_resubscribes_after_the_bridge_restarts() {
 
 #[tokio::test]
 async fn publishes_made_while_the_bridge_is_down_wait_and_go_out_after_the_resubscribe() {
-    let (addr, _url, client, mut events) = subscribed_then_bridge_stopped("jobs.>").await;
+    let (addr, _url, client, mut events) =
+        subscribed_then_bridge_stopped("jobs.>", ClientOptions::default()).await;
 
     // Queued offline while the bridge is down; answered once it is back.
     let queued = tokio::spawn({
@@ -128,6 +131,35 @@ async fn publishes_made_while_the_bridge_is_down_wait_and_go_out_after_the_resub
     // The resubscribe went before the flush, so the client hears its own publish.
     let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
     assert_eq!((event.id, event.topic.as_str()), (7, "jobs.offline"));
+}
+
+#[tokio::test]
+async fn the_offline_queue_is_bounded_evicts_the_least_urgent_and_refuses_rather_than_drop_critical() {
+    let options = ClientOptions { offline_capacity: 4, ..ClientOptions::default() };
+    let (addr, _url, client, mut events) = subscribed_then_bridge_stopped("jobs.>", options).await;
+    let at =
+        |id, priority: u8| Envelope::new(id, "jobs.offline", Priority::new(priority).unwrap(), 0, vec![1]);
+    let refused = |result: Result<(), ClientError>| matches!(result, Err(ClientError::Refused { ref code, .. }) if code == "QUEUE_FULL");
+    for (id, priority) in [(7, 6), (8, 9), (9, 8), (12, 6)] {
+        client.send(&at(id, priority)).await.unwrap();
+    }
+    // Full: a newcomer evicts the oldest of the lowest priority below its own and below 8 ...
+    client.send(&at(10, 9)).await.unwrap();
+    assert!(refused(client.send(&at(11, 0)).await), "nothing less urgent than 0 to evict");
+    client.send(&at(13, 9)).await.unwrap();
+    // ... and a queue full of priority ≥ 8 refuses the caller rather than drop one.
+    assert!(refused(client.send(&at(14, 9)).await));
+    let (_, _stop_again, _server_again) = start_on(&addr.to_string()).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+        ids.push(event.id);
+    }
+    assert_eq!(ids, [8, 10, 13, 9], "most urgent first, FIFO within a priority");
+    // Nothing else was sent: the next event is a marker published now.
+    client.publish(&at(99, 5)).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert_eq!(next.id, 99, "the evicted 7 and 12 never went out");
 }
 
 /// What a fake bridge saw of one connection.
