@@ -2,8 +2,7 @@
 //! loopback port (`just setup` installs it): two bridges form one bus, and
 //! both recover when Redis restarts.
 
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,52 +12,15 @@ use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
 use swarmbus_bridge::server::{serve, Bridge};
 use swarmbus_core::{envelope, Envelope, Priority};
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
 mod support;
+use redis_server::{free_port, RedisServer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (run `just setup`)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn bridge(redis: &str) -> (SocketAddr, Arc<Bridge>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -121,7 +83,7 @@ async fn next_event_id(ws: &mut Ws) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_bridges_on_one_redis_form_one_bus_and_survive_a_redis_restart() {
     let port = free_port();
-    let mut redis = RedisServer::start(port);
+    let mut redis = RedisServer::start_on(port);
     let (addr_a, bridge_a) = bridge(&redis.url()).await;
     let (addr_b, bridge_b) = bridge(&redis.url()).await;
     until("both bridges subscribed", || bridge_a.is_ready() && bridge_b.is_ready()).await;
@@ -153,7 +115,7 @@ async fn two_bridges_on_one_redis_form_one_bus_and_survive_a_redis_restart() {
     assert!(bridge_b.metrics.render().contains("swarmbus_redis_publish_failures_total 3"));
 
     // Redis comes back on the same port: both bridges resubscribe and the bus works again.
-    let _redis = RedisServer::start(port);
+    let _redis = RedisServer::start_on(port);
     until("both bridges resubscribed", || bridge_a.is_ready() && bridge_b.is_ready()).await;
     let mut id = 20;
     loop {
@@ -170,7 +132,7 @@ async fn two_bridges_on_one_redis_form_one_bus_and_survive_a_redis_restart() {
 
 #[tokio::test]
 async fn a_burst_through_redis_reaches_a_busy_subscriber_in_priority_order() {
-    let redis = RedisServer::start(free_port());
+    let redis = RedisServer::start();
     let (a, bridge_a) = bridge(&redis.url()).await;
     let (b, bridge_b) = bridge(&redis.url()).await;
     until("both bridges subscribed to Redis", || bridge_a.is_ready() && bridge_b.is_ready()).await;
