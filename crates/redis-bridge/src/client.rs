@@ -24,11 +24,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use swarmbus_core::session::{
-    Action, Effect, Failure, RequestId, SessionError, SessionState, Stop, TransportId, CLOSE_NO_WELCOME,
+    Action, Effect, Failure, RequestId, SessionError, SessionState, SessionStats, Stop, TransportId,
+    CLOSE_NO_WELCOME,
 };
 use swarmbus_core::{envelope, Envelope, Priority, Session, SessionConfig};
 use tokio::net::TcpStream;
@@ -181,12 +183,25 @@ enum Command {
     Refresh(String, Waiter),
 }
 
+/// Counters of a client, cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// The protocol session's: publishes written, events, offline-queue drops by priority,
+    /// reconnects, dead connections, timeouts, errors.
+    pub session: SessionStats,
+    /// Events dropped because the application's event receiver was full (or gone).
+    pub dropped_events: u64,
+    /// Publishes waiting in the offline queue now.
+    pub queued: usize,
+}
+
 /// A handle to a bridge connection; cheap to clone. The connection closes
 /// when every handle is dropped.
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<SessionState>,
+    stats: Arc<Mutex<ClientStats>>,
 }
 
 impl Client {
@@ -201,8 +216,10 @@ impl Client {
         let (events, event_rx) = mpsc::channel(options.event_buffer.max(1));
         let (ready, ready_rx) = oneshot::channel();
         let (state, state_rx) = watch::channel(SessionState::Idle);
+        let stats = Arc::new(Mutex::new(ClientStats::default()));
         let shell = Shell {
             state,
+            stats: stats.clone(),
             url: url.to_owned(),
             session: Session::new(options.session_config()),
             start: Instant::now(),
@@ -217,12 +234,17 @@ impl Client {
         };
         tokio::spawn(shell.run(command_rx));
         ready_rx.await.map_err(|_| ClientError::Closed)??;
-        Ok((Client { commands, state: state_rx }, event_rx))
+        Ok((Client { commands, state: state_rx, stats }, event_rx))
     }
 
     /// The connection's state now: `Open`, `Reconnecting`, or `Closed` once it stopped for good.
     pub fn state(&self) -> SessionState {
         *self.state.borrow()
+    }
+
+    /// Counters, as of the connection task's last step.
+    pub fn stats(&self) -> ClientStats {
+        *self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A receiver of the connection's state changes (`watch::Receiver::wait_for` waits for one).
@@ -295,6 +317,8 @@ impl Client {
 struct Shell {
     /// Published for `Client::state`.
     state: watch::Sender<SessionState>,
+    /// Published for `Client::stats` after every step.
+    stats: Arc<Mutex<ClientStats>>,
     url: String,
     session: Session,
     start: Instant,
@@ -472,6 +496,12 @@ impl Shell {
         while let Some(effect) = self.session.poll_effect() {
             self.effect(effect);
         }
+        let stats = ClientStats {
+            session: self.session.stats(),
+            dropped_events: self.dropped_events,
+            queued: self.session.queued(),
+        };
+        *self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = stats;
     }
 
     async fn flush(&mut self) {

@@ -160,6 +160,9 @@ async fn the_offline_queue_is_bounded_evicts_the_least_urgent_and_refuses_rather
     client.publish(&at(99, 5)).await.unwrap();
     let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
     assert_eq!(next.id, 99, "the evicted 7 and 12 never went out");
+    let stats = client.stats();
+    assert_eq!(stats.session.dropped, [1, 0, 0, 0, 0, 0, 2, 0, 0, 1], "every drop counted by priority");
+    assert_eq!((stats.queued, stats.session.reconnects > 0), (0, true));
 }
 
 /// What a fake bridge saw of one connection.
