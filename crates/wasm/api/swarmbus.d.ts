@@ -181,7 +181,7 @@ export class Bus {
      * `priority`; returns how many were queued. Stops at the first error and
      * throws it (earlier events stay queued).
      */
-    publishBatch(topic: string, payloads: Array<any>, priority?: number | null): number;
+    publishBatch(topic: string, payloads: unknown[], priority: number | undefined): number;
     /**
      * Queues an encoded envelope, routed on its header only: the handler's
      * `payload` is the envelope's bytes, undecoded. Returns the envelope id.

@@ -32,6 +32,19 @@ function error(code, message) {
   return e;
 }
 
+/** INVALID_ARGUMENT for what reading a caller's value threw. */
+function invalid(context, thrown) {
+  let message;
+  try {
+    message = thrown instanceof Error ? thrown.message : String(thrown);
+  } catch {
+    message = 'a value that cannot be shown';
+  }
+  const e = error('INVALID_ARGUMENT', `${context}: ${message}`);
+  e.cause = thrown;
+  return e;
+}
+
 function freed(member) {
   return error('FREED', `Bus.${member} used after free()`);
 }
@@ -50,8 +63,15 @@ function publishOptions(options) {
   if (typeof options === 'number' && options >= 0 && options <= 9 && (options | 0) === options) return options;
   if (options === undefined || options === null) return DEFAULT_PRIORITY;
   if (typeof options !== 'object') return checkPriority(options);
-  const priority = checkPriority(options.priority === null ? undefined : options.priority);
-  const t = options.ttlMs;
+  let p;
+  let t;
+  try {
+    p = options.priority;
+    t = options.ttlMs;
+  } catch (thrown) {
+    throw invalid('reading publish options threw', thrown);
+  }
+  const priority = checkPriority(p === null ? undefined : p);
   if (t !== undefined && t !== null) {
     if (typeof t !== 'number' || !(t >= 0) || !Number.isFinite(t)) throw error('INVALID_ARGUMENT', 'ttlMs must be a non-negative number');
     ttl = t;
@@ -432,24 +452,44 @@ export class Bus {
     priority = checkPriority(priority);
     if (!Array.isArray(payloads)) throw error('INVALID_ARGUMENT', 'publishBatch takes an array of payloads');
     const route = this._route(topic);
-    const count = payloads.length;
-    const timestamp = clock();
-    if (this._link === null && !this._draining && this._size + count <= this._capacity) {
-      // Room for the whole batch: no eviction, no refusal, straight into the level.
-      const level = this._levels[priority];
-      const items = level.items;
-      for (let i = 0; i < count; i++) items.push({ id: nextEventId++, topic, priority, timestamp, payload: payloads[i] }, route);
-      if (level.deadlines !== null) for (let i = 0; i < count; i++) level.deadlines.push(-1);
-      this._size += count;
-      this._m.published[priority] += count;
-      if (this._autoDrain && !this._scheduled) this._schedule();
-      return count;
+    let count;
+    try {
+      count = payloads.length;
+      if (this._link === null && !this._draining && this._size + count <= this._capacity) return this._batchFast(topic, payloads, priority, route, count);
+    } catch (thrown) {
+      throw invalid('reading the publishBatch array threw', thrown);
     }
+    const timestamp = clock();
     for (let i = 0; i < count; i++) {
-      const payload = payloads[i];
+      let payload;
+      try {
+        payload = payloads[i];
+      } catch (thrown) {
+        throw invalid('reading the publishBatch array threw', thrown);
+      }
       const id = this._link !== null ? this._link.forward(topic, payload, priority, -1) : nextEventId++;
       this._accept({ id, topic, priority, timestamp, payload }, route, -1);
     }
+    return count;
+  }
+
+  /** The whole batch fits: no eviction, no refusal, straight into the level (all or nothing). */
+  _batchFast(topic, payloads, priority, route, count) {
+    const timestamp = clock();
+    const level = this._levels[priority];
+    const items = level.items;
+    const start = items.length;
+    try {
+      for (let i = 0; i < count; i++) items.push({ id: nextEventId + i, topic, priority, timestamp, payload: payloads[i] }, route);
+    } catch (thrown) {
+      items.length = start; // a throwing element leaves nothing of this batch queued
+      throw thrown;
+    }
+    nextEventId += count;
+    if (level.deadlines !== null) for (let i = 0; i < count; i++) level.deadlines.push(-1);
+    this._size += count;
+    this._m.published[priority] += count;
+    if (this._autoDrain && !this._scheduled) this._schedule();
     return count;
   }
 

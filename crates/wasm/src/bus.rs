@@ -159,7 +159,20 @@ fn priority_from_f64(value: f64) -> Result<Priority> {
     priority_of(Some(value as u8))
 }
 
-/// Reads publish options without serde: this runs once per publish.
+/// A priority given as a JS value: `undefined`/`null` is 5, an integer 0..=9
+/// that priority, anything else (`"9"`, 265, 1.5, `true`) `INVALID_PRIORITY`.
+fn priority_from_js(value: &JsValue) -> Result<Priority> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(Priority::NORMAL);
+    }
+    match value.as_f64() {
+        Some(p) => priority_from_f64(p),
+        None => Err(Error::new("INVALID_PRIORITY", "priority must be an integer in 0..=9")),
+    }
+}
+
+/// Reads publish options without serde: this runs once per publish. A getter
+/// that throws is `INVALID_ARGUMENT` (caught in JS: nothing unwinds through Rust).
 fn publish_options(options: &JsValue) -> Result<PublishOptions> {
     if options.is_undefined() || options.is_null() {
         return Ok(PublishOptions::default());
@@ -167,13 +180,22 @@ fn publish_options(options: &JsValue) -> Result<PublishOptions> {
     if let Some(priority) = options.as_f64() {
         return Ok(PublishOptions { priority: priority_from_f64(priority)?, ttl_ms: None });
     }
+    if !options.is_object() {
+        // Regression: publish(t, p, "9") read "9".priority (undefined) and used 5.
+        return Err(Error::new(
+            "INVALID_PRIORITY",
+            "options must be { priority, ttlMs } or an integer priority 0..=9",
+        ));
+    }
     let priority = match option_number(options, "priority") {
         ABSENT => Priority::NORMAL,
         WRONG_TYPE => return Err(Error::new("INVALID_PRIORITY", "priority must be a number")),
+        THREW => return Err(thrown_error("reading publish options threw")),
         p => priority_from_f64(p)?,
     };
     let ttl_ms = match option_number(options, "ttlMs") {
         ABSENT => None,
+        THREW => return Err(thrown_error("reading publish options threw")),
         t if t >= 0.0 && t.is_finite() => Some(t as u64),
         _ => return Err(Error::invalid("ttlMs must be a non-negative number")),
     };
@@ -182,6 +204,12 @@ fn publish_options(options: &JsValue) -> Result<PublishOptions> {
 
 const ABSENT: f64 = -1.0;
 const WRONG_TYPE: f64 = -2.0;
+const THREW: f64 = -4.0;
+
+/// `INVALID_ARGUMENT` with the message of what a guarded helper caught (see `take_thrown`).
+fn thrown_error(context: &str) -> Error {
+    Error::invalid(format_args!("{context}: {}", error_message(&take_thrown())))
+}
 
 #[wasm_bindgen]
 impl Bus {
@@ -305,9 +333,24 @@ impl Bus {
     /// `priority`; returns how many were queued. Stops at the first error and
     /// throws it (earlier events stay queued).
     #[wasm_bindgen(js_name = publishBatch)]
-    pub fn publish_batch(&self, topic: &str, payloads: Array, priority: Option<u8>) -> Result<u32> {
+    pub fn publish_batch(
+        &self,
+        topic: &str,
+        #[wasm_bindgen(unchecked_param_type = "unknown[]")] payloads: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number | undefined")] priority: JsValue,
+    ) -> Result<u32> {
         tick();
-        let options = PublishOptions { priority: priority_of(priority)?, ttl_ms: None };
+        // Regression: the priority was a u8, so 265 arrived as 9 and "9" as 9.
+        let options = PublishOptions { priority: priority_from_js(&priority)?, ttl_ms: None };
+        // A copy made inside a JS try: a Proxy or getter that throws cannot unwind through Rust,
+        // and the caller may reuse its array before the drain.
+        let copied = copy_batch(&payloads);
+        if copied.is_null() {
+            return Err(thrown_error("reading the publishBatch array threw"));
+        }
+        let Ok(payloads) = copied.dyn_into::<Array>() else {
+            return Err(Error::invalid("publishBatch takes an array of payloads"));
+        };
         if self.shared.outbound.borrow().is_some() {
             // Forwarded one by one, so each event keeps its place in the outbound order.
             for payload in payloads.iter() {
@@ -324,8 +367,7 @@ impl Bus {
         };
         let count = payloads.length();
         let first = reserve_envelope_ids(count.into());
-        // A copy, so the caller may reuse its array before the drain.
-        let array = Rc::new(payloads.slice(0, count));
+        let array = Rc::new(payloads);
         let events = (0..count).map(|i| (EventId(first + u64::from(i)), Payload::InBatch(array.clone(), i)));
         let queued = bus.publish_batch(topic, events, options)?;
         Ok(queued as u32)
@@ -559,8 +601,11 @@ extern "C" {
     ) -> bool;
     /// What the last `call_handler` that returned `false` caught.
     fn take_thrown() -> JsValue;
-    /// `o[key]` as a number: -1 absent, -2 not a number, -3 negative.
+    /// `o[key]` as a number: -1 absent, -2 not a number, -3 negative, -4 reading threw (see `take_thrown`).
     fn option_number(o: &JsValue, key: &str) -> f64;
+    /// A plain copy of an array, read inside a JS try: `undefined` when `a` is
+    /// not an array, `null` when reading it threw (see `take_thrown`).
+    fn copy_batch(a: &JsValue) -> JsValue;
 }
 
 /// Message of a thrown JS value (an `Error`'s message, or its string form).

@@ -6,7 +6,16 @@ export function make_event(id, topic, priority, timestamp, p, i) { return { id, 
 let thrown;
 export function call_handler(f, id, topic, priority, timestamp, p, i) { try { f({ id, topic, priority, timestamp, payload: i < 0 ? p : p[i] }); return true; } catch (error) { thrown = error; return false; } }
 export function take_thrown() { const error = thrown; thrown = undefined; return error; }
-export function option_number(o, key) { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; }
+export function option_number(o, key) { try { const v = o[key]; return v === undefined || v === null ? -1 : typeof v === 'number' ? (v < 0 ? -3 : v) : -2; } catch (error) { thrown = error; return -4; } }
+export function copy_batch(a) {
+  try {
+    if (!Array.isArray(a)) return undefined;
+    const n = a.length;
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = a[i];
+    return out;
+  } catch (error) { thrown = error; return null; }
+}
 
 // --- codec.rs
 const EXACT = Symbol('exact');

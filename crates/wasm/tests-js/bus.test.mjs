@@ -2,7 +2,7 @@
 // handlers, Subscription objects, breaker events, strict priorities.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Bus, Router, Subscription } from 'swarmbus/node';
+import { Bus, CoreBus, Router, Subscription, memoryStats } from 'swarmbus/node';
 
 const code = (c) => (error) => error instanceof Error && error.code === c;
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
@@ -196,4 +196,51 @@ test('Router: match in insertion order, cache invalidated by add and remove', ()
   assert.throws(() => router.match('a..b'), code('INVALID_TOPIC'));
   assert.throws(() => router.add('a.>.b', 1), code('INVALID_PATTERN'));
   router.free();
+});
+
+test('boundary: 100 000 throws through Bus and CoreBus entry points, then both work and memory is at baseline', () => {
+  const core = new CoreBus({ breaker: false, capacity: 64 });
+  const bus = new Bus({ autoDrain: false, capacity: 64 });
+  const seen = [];
+  core.subscribe('a.>', (e) => seen.push(['core', e.payload]));
+  bus.subscribe('a.>', (e) => seen.push(['js', e.payload]));
+  const getter = { get priority() { throw new Error('getter'); } };
+  const proxy = new Proxy([1, 2], { get(target, key) { if (key === 'length' || key === '1') throw new Error('proxy'); return target[key]; } });
+  const cases = [
+    [(b) => b.publish('a.b', 1, getter), 'INVALID_ARGUMENT'],
+    [(b) => b.publishBatch('a.b', proxy, 1), 'INVALID_ARGUMENT'],
+    // Regression: publishBatch took its priority modulo 256, and publish(t, p, "9") used 5.
+    [(b) => b.publishBatch('a.b', [1], 265), 'INVALID_PRIORITY'],
+    [(b) => b.publish('a.b', 1, '9'), 'INVALID_PRIORITY'],
+    [(b) => b.publishBatch('a.b', 'nope'), 'INVALID_ARGUMENT'],
+  ];
+  const round = (n) => {
+    for (let i = 0; i < n; i++) {
+      const [call, expected] = cases[i % cases.length];
+      for (const target of [core, bus]) {
+        try {
+          call(target);
+          assert.fail('no throw');
+        } catch (e) {
+          if (e.code !== expected) throw e;
+        }
+      }
+    }
+  };
+  round(1000);
+  memoryStats();
+  const before = memoryStats();
+  round(50_000); // 100 000 throws: 50 000 per bus
+  const after = memoryStats();
+  assert.equal(after.liveBytes, before.liveBytes, 'live bytes back at baseline');
+  for (const target of [core, bus]) {
+    target.publish('a.b', 'still works', 9);
+    target.publishBatch('a.c', ['batch'], 3);
+    target.drain();
+  }
+  assert.deepEqual(seen, [['core', 'still works'], ['core', 'batch'], ['js', 'still works'], ['js', 'batch']]);
+  assert.equal(core.metrics().published, 2, 'nothing of a refused publish was queued');
+  assert.equal(bus.metrics().published, 2);
+  core.free();
+  bus.free();
 });
