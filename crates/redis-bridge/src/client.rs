@@ -418,27 +418,23 @@ impl Shell {
     }
 
     fn command(&mut self, command: Command, now: u64) {
-        match command {
-            Command::Subscribe(pattern, waiter) => match self.session.subscribe(&pattern, true, now) {
-                Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),
-                Ok(None) => drop(waiter.send(Ok(()))),
-                Err(e) => drop(waiter.send(Err(e.into()))),
-            },
+        let (result, waiter) = match command {
+            Command::Subscribe(pattern, waiter) => (self.session.subscribe(&pattern, true, now), waiter),
             Command::Unsubscribe(pattern) => {
                 self.session.unsubscribe(&pattern);
+                return;
             }
-            Command::Refresh(token, waiter) => match self.session.refresh_token(token, now) {
-                Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),
-                Ok(None) => drop(waiter.send(Ok(()))),
-                Err(e) => drop(waiter.send(Err(e.into()))),
-            },
+            Command::Refresh(token, waiter) => (self.session.refresh_token(token, now), waiter),
             Command::Publish { envelope, priority, ack, waiter } => {
-                match self.session.publish(envelope, priority, ack, now) {
-                    Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),
-                    Ok(None) => drop(waiter.send(Ok(()))),
-                    Err(e) => drop(waiter.send(Err(e.into()))),
-                }
+                (self.session.publish(envelope, priority, ack, now), waiter)
             }
+        };
+        match result {
+            // Answered by the request's outcome (an effect).
+            Ok(Some(id)) => drop(self.waiters.insert(id, waiter)),
+            // Nothing to wait for: taken.
+            Ok(None) => drop(waiter.send(Ok(()))),
+            Err(e) => drop(waiter.send(Err(e.into()))),
         }
     }
 
