@@ -280,9 +280,10 @@ impl Client {
     }
 
     /// Publishes without asking for an acknowledgement: returns once the
-    /// connection task wrote it or queued it offline (or refused it:
-    /// `QUEUE_FULL`). A refusal by the bridge is not reported, and a publish
-    /// written just before the connection drops may be lost.
+    /// connection task took it (to be written at once, or queued offline while
+    /// disconnected) or refused it (`QUEUE_FULL`). A refusal by the bridge is
+    /// not reported, and a publish written just before the connection drops
+    /// may be lost.
     pub async fn send(&self, envelope: &Envelope) -> Result<(), ClientError> {
         let bytes = envelope.encode().map_err(|e| ClientError::Encode(e.to_string()))?;
         self.publish_with(bytes, envelope.priority, false).await
