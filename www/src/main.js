@@ -153,6 +153,12 @@ async function startWasm(swarms) {
     }));
   }
 
+  // Breaker transitions arrive as events; the table shows the latest per worker.
+  const lastTransition = new Map();
+  for (const name of ['open', 'halfOpen', 'close']) {
+    bus.on(name, (t) => lastTransition.set(t.subscription, t));
+  }
+
   const messenger = new Messenger(bus, {
     subscribe: ['swarm.>'],
     maxBackoffMs: 2_000,
@@ -161,7 +167,7 @@ async function startWasm(swarms) {
   });
   await messenger.connect(WS_URL);
   showConnection(messenger.state);
-  return { bus, messenger, stores, workers };
+  return { bus, messenger, stores, workers, lastTransition };
 }
 
 /**
@@ -200,10 +206,15 @@ function startJs() {
   return { report };
 }
 
+/** `to` and the time of a breaker transition event, or a dash. */
+function since(transition) {
+  return transition ? `${transition.to} at ${new Date(transition.at).toLocaleTimeString('en-GB')}` : '–';
+}
+
 function renderBreakers(wasm) {
   const body = $('breakers').tBodies[0];
   if (!wasm) {
-    body.innerHTML = '<tr><td colspan="5">no breakers on the plain-JS path</td></tr>';
+    body.innerHTML = '<tr><td colspan="6">no breakers on the plain-JS path</td></tr>';
     return;
   }
   const rows = [];
@@ -212,7 +223,7 @@ function renderBreakers(wasm) {
     rows.push(`<tr data-swarm="${swarm}"><td>swarm.${swarm}.&gt;</td>`
       + `<td class="state state-${info?.state}">${info?.state ?? 'none'}</td>`
       + `<td>${info?.consecutiveFailures ?? 0}</td><td>${info?.windowFailures ?? 0} / ${info?.windowCalls ?? 0}</td>`
-      + `<td>${info?.transitions ?? 0}</td></tr>`);
+      + `<td>${info?.transitions ?? 0}</td><td>${since(wasm.lastTransition.get(Number(id)))}</td></tr>`);
   }
   body.innerHTML = rows.join('');
 }
