@@ -563,7 +563,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Close),
         1 => (0..PATTERNS.len(), any::<bool>()).prop_map(|(i, ack)| Op::Subscribe(i, ack)),
         1 => (0..PATTERNS.len()).prop_map(Op::Unsubscribe),
-        1 => (0u8..10, 0usize..120, any::<bool>()).prop_map(|(p, size, ack)| Op::Publish(p, size, ack)),
+        1 => (0u8..10, 1usize..120, any::<bool>()).prop_map(|(p, size, ack)| Op::Publish(p, size, ack)),
         3 => any::<bool>().prop_map(Op::Connected),
         1 => (any::<bool>(), 1000u16..1012).prop_map(|(stale, code)| Op::Closed(stale, code)),
         3 => Just(Op::Welcome),
@@ -581,8 +581,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Arbitrary sequences never panic, never exceed a bound, answer every request
-    /// at most once, never drop priority ≥ 8 without telling the caller, and
-    /// never ask to be woken up in the past.
+    /// at most once, never drop priority ≥ 8 without telling the caller, never
+    /// ask to be woken up in the past, and after each welcome resubscribe in
+    /// order before flushing the offline queue most urgent first.
     #[test]
     fn arbitrary_event_sequences_keep_every_bound(seed: u64, ops in proptest::collection::vec(op(), 0..120)) {
         let config = SessionConfig {
@@ -608,6 +609,9 @@ proptest! {
         let mut outcomes: BTreeMap<RequestId, usize> = BTreeMap::new();
         let mut critical_refused = 0u64;
         for op in ops {
+            let welcomed_from_hello = matches!(op, Op::Welcome) && session.state() != SessionState::Open;
+            let subscriptions: Vec<String> = session.subscriptions().into_iter().map(String::from).collect();
+            let mut sent = Vec::new();
             match op {
                 Op::Connect => { let _ = session.connect(now); }
                 Op::Close => session.close(now),
@@ -669,6 +673,7 @@ proptest! {
                     }
                     Action::Send { transport, frame } => {
                         prop_assert_eq!(Some(transport), current, "frames go to the current transport");
+                        sent.extend(ClientFrame::decode(&frame).ok());
                         match ClientFrame::decode(&frame) {
                             Ok(ClientFrame::Subscribe { ack: Some(ack), .. })
                             | Ok(ClientFrame::Publish { ack: Some(ack), .. })
@@ -682,6 +687,22 @@ proptest! {
                         prop_assert_eq!(Some(transport), current);
                     }
                 }
+            }
+            if welcomed_from_hello && session.state() == SessionState::Open {
+                // After a welcome: every subscription in the order made, then the
+                // offline queue most urgent first (an envelope here is its priority, repeated).
+                let resubscribed: Vec<&str> = sent.iter().filter_map(|f| match f {
+                    ClientFrame::Subscribe { pattern, .. } => Some(pattern.as_str()),
+                    _ => None,
+                }).collect();
+                prop_assert_eq!(&resubscribed, &subscriptions);
+                let leading = sent.iter().take_while(|f| matches!(f, ClientFrame::Subscribe { .. })).count();
+                prop_assert_eq!(leading, resubscribed.len(), "the resubscribes go first");
+                let flushed: Vec<u8> = sent[resubscribed.len()..].iter().map(|f| match f {
+                    ClientFrame::Publish { envelope, .. } => envelope[0],
+                    other => panic!("only publishes after the resubscribes: {other:?}"),
+                }).collect();
+                prop_assert!(flushed.windows(2).all(|w| w[0] >= w[1]), "most urgent first: {:?}", flushed);
             }
             while let Some(effect) = session.poll_effect() {
                 match effect {
