@@ -379,13 +379,19 @@ export class RouterCore {
 
 /**
  * A versioned document store. Values are JSON-compatible (objects, arrays,
- * strings, numbers, booleans, null).
+ * strings, numbers, booleans, null) and nest at most 128 levels (core's
+ * `MAX_DEPTH`).
+ *
+ * Every method converts its JS arguments before it borrows the store, so a
+ * getter or `toJSON` that calls back into the same store works, and one that
+ * throws leaves it untouched (`INVALID_ARGUMENT`).
  */
 export class StateStore {
     free(): void;
     [Symbol.dispose](): void;
     /**
-     * Applies a patch from `diff`; returns the new version.
+     * Applies a patch from `diff`; returns the new version. The whole patch
+     * nests at most 128 levels (its values at most 3 fewer).
      */
     apply(patch: Patch): number;
     /**

@@ -11,7 +11,7 @@ use swarmbus_core::msgpack_json::{self, ToJsonError};
 use swarmbus_core::CodecError;
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{from_js, u64_to_js};
+use crate::convert::{own_fields, priority_from_js, u64_to_js};
 use crate::error::{Error, Result};
 
 pub(crate) use swarmbus_core::msgpack::MAX_DEPTH;
@@ -36,9 +36,11 @@ pub fn encode(value: JsValue) -> Result<Vec<u8>> {
         return Ok(out);
     }
     if !text.is_undefined() {
-        return Err(Error::invalid(format_args!("cannot encode: {}", crate::bus::error_message(&text))));
+        return Err(Error::thrown("INVALID_ARGUMENT", "cannot encode", &text));
     }
-    // Bytes, BigInt, Map or a non-finite number somewhere: the exact path.
+    // Bytes, BigInt, Map or a non-finite number somewhere: the exact path walks a
+    // plain copy (read once inside a JS try), so no getter or Proxy runs from Rust.
+    let value = crate::convert::plain(&value)?;
     let mut out = Vec::new();
     crate::exact::encode_value(&value, &mut out, MAX_DEPTH)?;
     Ok(out)
@@ -53,7 +55,14 @@ extern "C" {
 
 /// Decodes MessagePack into plain JS values: maps become objects, bin becomes
 /// `Uint8Array`, integers beyond ±2^53 become `BigInt`.
-#[wasm_bindgen]
+#[wasm_bindgen(js_name = decode)]
+pub fn decode_js(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | number[]")] bytes: JsValue,
+) -> Result<JsValue> {
+    decode(&bytes_from_js(&bytes)?)
+}
+
+/// [`decode_js`] of bytes already in wasm memory.
 pub fn decode(bytes: &[u8]) -> Result<JsValue> {
     // Fast path: the value as JSON text, written in one pass and handed to the
     // engine's JSON.parse, which builds objects faster than any path across the boundary.
@@ -110,9 +119,10 @@ pub(crate) fn reserve_envelope_ids(count: u64) -> u64 {
 
 /// Payload bytes of a JS value: a `Uint8Array` as is, anything else MessagePack-encoded.
 pub(crate) fn payload_bytes(payload: JsValue) -> Result<Vec<u8>> {
-    match payload.dyn_into::<Uint8Array>() {
-        Ok(bytes) => Ok(bytes.to_vec()),
-        Err(other) => encode(other),
+    if payload.is_instance_of::<Uint8Array>() {
+        bytes_from_js(&payload)
+    } else {
+        encode(payload)
     }
 }
 
@@ -123,7 +133,14 @@ pub(crate) fn payload_bytes(payload: JsValue) -> Result<Vec<u8>> {
 pub fn encode_envelope(
     #[wasm_bindgen(unchecked_param_type = "EnvelopeInput")] input: JsValue,
 ) -> Result<Vec<u8>> {
-    let input: EnvelopeInput<JsPayload> = from_js(input)?;
+    // One guarded read of the input's own fields (the payload is encoded, guarded, below).
+    let fields = own_fields(&input)?;
+    // `fields` is a plain object this module made: reading it runs no user code.
+    let priority = Reflect::get(&fields, &"priority".into()).unwrap_or(JsValue::UNDEFINED);
+    if let Some(priority) = priority_from_js(&priority)? {
+        set(fields.unchecked_ref(), "priority", &priority.get().into());
+    }
+    let input: EnvelopeInput<JsPayload> = serde_wasm_bindgen::from_value(fields).map_err(Error::invalid)?;
     let envelope =
         input.into_envelope(next_envelope_id, js_sys::Date::now() as u64, |p| payload_bytes(p.0))?;
     Ok(envelope.encode()?)
@@ -131,8 +148,11 @@ pub fn encode_envelope(
 
 /// Decodes an envelope; `payload` is a `Uint8Array`, optional fields are omitted when absent.
 #[wasm_bindgen(js_name = decodeEnvelope, unchecked_return_type = "DecodedEnvelope")]
-pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue> {
-    let env = envelope::decode_ref(bytes, &envelope::Limits::default())?;
+pub fn decode_envelope(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | number[]")] bytes: JsValue,
+) -> Result<JsValue> {
+    let bytes = bytes_from_js(&bytes)?;
+    let env = envelope::decode_ref(&bytes, &envelope::Limits::default())?;
     let optional = |value: Option<&str>| value.map_or(JsValue::UNDEFINED, JsValue::from_str);
     Ok(make_envelope(
         &u64_to_js(env.id),
@@ -197,11 +217,31 @@ pub(crate) fn with_header<T>(
     const PREFIX: usize = 512;
     const _: () = assert!(PREFIX >= 17 + swarmbus_core::topic::MAX_TOPIC_LEN);
     let mut prefix = [0u8; PREFIX];
-    let len = MEMORY.with(|memory| copy_prefix(bytes, memory, prefix.as_mut_ptr() as usize, PREFIX));
-    if len < 0.0 {
-        return Err(Error::invalid("envelope bytes must be a Uint8Array"));
+    let len = copy_in(bytes, &mut prefix)?;
+    f(envelope::peek_header(&prefix[..len.min(PREFIX)])?)
+}
+
+/// Copies the first `out.len()` bytes of a JS `Uint8Array` (or array of
+/// numbers) into `out`, guarded; returns its full length.
+fn copy_in(bytes: &JsValue, out: &mut [u8]) -> Result<usize> {
+    let len = MEMORY.with(|memory| copy_prefix(bytes, memory, out.as_mut_ptr() as usize, out.len()));
+    match len {
+        -1.0 => Err(Error::invalid("bytes must be a Uint8Array")),
+        n if n < 0.0 => Err(Error::thrown("INVALID_ARGUMENT", "reading the bytes threw", &guard_take())),
+        n => Ok(n as usize),
     }
-    f(envelope::peek_header(&prefix[..(len as usize).min(PREFIX)])?)
+}
+
+/// All bytes of a JS `Uint8Array` (or array of numbers), copied into wasm
+/// memory by a guarded helper: a `length` getter or Proxy that throws is
+/// `INVALID_ARGUMENT` (wasm-bindgen's own `&[u8]` glue would leak its buffer).
+pub(crate) fn bytes_from_js(bytes: &JsValue) -> Result<Vec<u8>> {
+    let len = copy_in(bytes, &mut [])?;
+    let mut out = vec![0; len];
+    if copy_in(bytes, &mut out)? != len {
+        return Err(Error::invalid("the bytes changed while being read"));
+    }
+    Ok(out)
 }
 
 #[wasm_bindgen(module = "/src/helpers.js")]
@@ -221,8 +261,11 @@ extern "C" {
         payload: &Uint8Array,
     ) -> JsValue;
     /// Copies the first `max` bytes of `bytes` to `ptr` in wasm memory; returns
-    /// the full length, or -1 when `bytes` is neither a `Uint8Array` nor an array.
+    /// the full length, -1 when `bytes` is neither a `Uint8Array` nor an array,
+    /// -2 when reading it threw (see `guard_take`).
     fn copy_prefix(bytes: &JsValue, memory: &JsValue, ptr: usize, max: usize) -> f64;
+    /// What the last guarded helper caught.
+    fn guard_take() -> JsValue;
 }
 
 /// Sets a property on an object this module just created (cannot fail).

@@ -39,6 +39,12 @@ impl Error {
         Self::new(TopicError::TOPIC_CODE, format_args!("invalid topic: {e}"))
     }
 
+    /// What a caller's code threw (a getter, a Proxy trap, `toJSON`, a
+    /// callback), as `code` with `context: <its message>`; see [`crate::convert`].
+    pub fn thrown(code: &'static str, context: &str, thrown: &JsValue) -> Self {
+        Self::new(code, format_args!("{context}: {}", crate::convert::describe(thrown)))
+    }
+
     /// An invalid subscription pattern (`INVALID_PATTERN`).
     pub fn pattern(e: TopicError) -> Self {
         Self::new(TopicError::PATTERN_CODE, format_args!("invalid pattern: {e}"))

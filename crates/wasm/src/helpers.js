@@ -41,20 +41,24 @@ export function make_envelope(id, topic, priority, timestamp, ttlMs, sender, swa
   out.payload = payload;
   return out;
 }
+// Guarded (see the convert.rs section): -2 when reading `bytes` threw.
 export function copy_prefix(bytes, memory, ptr, max) {
-  if (!(bytes instanceof Uint8Array)) {
-    if (!Array.isArray(bytes)) return -1;
-    bytes = Uint8Array.from(bytes);
-  }
-  const len = bytes.length;
-  const n = len < max ? len : max;
-  new Uint8Array(memory.buffer, ptr, n).set(n === len ? bytes : bytes.subarray(0, n));
-  return len;
+  try {
+    if (!(bytes instanceof Uint8Array)) {
+      if (!Array.isArray(bytes)) return -1;
+      bytes = Uint8Array.from(bytes);
+    }
+    const len = TYPED_LENGTH.call(bytes);
+    const n = len < max ? len : max;
+    new Uint8Array(memory.buffer, ptr, n).set(n === len ? bytes : new Uint8Array(TYPED_BUFFER.call(bytes), TYPED_OFFSET.call(bytes), n));
+    return len;
+  } catch (error) { guarded = error; return -2; }
 }
 
 // --- breaker.rs
 let called;
-export function call_guarded(f) { try { called = f(); return called instanceof Promise ? 2 : 1; } catch (error) { called = error; return 0; } }
+// A returned promise is re-wrapped in a fresh native one, so no user `then` runs from Rust.
+export function call_guarded(f) { try { called = f(); if (!(called instanceof Promise)) return 1; const p = called; called = new Promise((resolve) => resolve(p)); return 2; } catch (error) { called = error; return 0; } }
 export function take_called() { const value = called; called = undefined; return value; }
 
 // --- exact.rs
@@ -86,4 +90,51 @@ export function new_object() { return {}; }
 export function open_web_socket(ctor, url) {
   try { const ws = new ctor(url); ws.binaryType = 'arraybuffer'; return ws; }
   catch (error) { return error instanceof Error ? error : new Error(String(error)); }
+}
+
+// --- convert.rs: the guard. Every read or call that can run user code (getters,
+// Proxies, toJSON, iterators, callbacks) happens inside a try here; the result or
+// what was thrown waits in `guarded` for `guard_take`, so no exception unwinds through Rust.
+let guarded;
+const TOO_DEEP = Symbol('too deep');
+const TYPED = Object.getPrototypeOf(Uint8Array.prototype);
+const TYPED_LENGTH = Object.getOwnPropertyDescriptor(TYPED, 'length').get;
+const TYPED_BUFFER = Object.getOwnPropertyDescriptor(TYPED, 'buffer').get;
+const TYPED_OFFSET = Object.getOwnPropertyDescriptor(TYPED, 'byteOffset').get;
+export function guard_take() { const value = guarded; guarded = undefined; return value; }
+// A plain copy: own enumerable string keys of objects, arrays, Maps, fresh byte copies;
+// primitives and functions as they are; `depth` levels of containers at most.
+function plainCopy(v, depth) {
+  if (typeof v !== 'object' || v === null) return v;
+  if (v instanceof Uint8Array) return new Uint8Array(v);
+  if (v instanceof ArrayBuffer) return new Uint8Array(new Uint8Array(v));
+  if (ArrayBuffer.isView(v)) return v;
+  if (depth === 0) throw TOO_DEEP;
+  if (Array.isArray(v)) {
+    const n = v.length;
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = plainCopy(v[i], depth - 1);
+    return out;
+  }
+  if (v instanceof Map) {
+    const out = new Map();
+    for (const [k, x] of v) out.set(plainCopy(k, depth - 1), plainCopy(x, depth - 1));
+    return out;
+  }
+  const out = {};
+  for (const k of Object.keys(v)) set_key(out, k, plainCopy(v[k], depth - 1));
+  return out;
+}
+// 1: copied; 0: reading it threw; 2: deeper than `depth`.
+export function guard_plain(v, depth) {
+  try { guarded = plainCopy(v, depth); return 1; } catch (error) { guarded = error; return error === TOO_DEEP ? 2 : 0; }
+}
+// Own enumerable properties, one level, values as they are.
+export function guard_own(v) {
+  try { const out = {}; for (const k of Object.keys(v)) set_key(out, k, v[k]); guarded = out; return true; } catch (error) { guarded = error; return false; }
+}
+export function guard_get(o, key) { try { guarded = o[key]; return true; } catch (error) { guarded = error; return false; } }
+export function guard_call(f, self, a, b, c) { try { guarded = f.call(self, a, b, c); return true; } catch (error) { guarded = error; return false; } }
+export function guard_describe(e) {
+  try { return e instanceof Error ? String(e.message) : String(e); } catch (_) { return 'a value whose description threw'; }
 }

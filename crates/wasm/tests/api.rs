@@ -53,7 +53,7 @@ fn bad_bytes_are_decode_errors() {
     for bytes in [&[0xc1][..], &[0x92, 0x01], &[0xdd, 0xff, 0xff, 0xff, 0xff], &[0x01, 0x02]] {
         assert_eq!(decode(bytes).unwrap_err().code, "DECODE_ERROR", "{bytes:?}");
     }
-    assert_eq!(decode_envelope(&[0x90]).unwrap_err().code, "DECODE_ERROR");
+    assert_eq!(decode_envelope(js_bytes(&[0x90])).unwrap_err().code, "DECODE_ERROR");
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn envelopes_round_trip_and_peek() {
     let input =
         json(r#"{"topic":"swarm.a.task","priority":7,"payload":{"x":1},"sender":"agent-1","ttlMs":500}"#);
     let bytes = encode_envelope(input).unwrap();
-    let env = decode_envelope(&bytes).unwrap();
+    let env = decode_envelope(js_bytes(&bytes)).unwrap();
     assert_eq!(get(&env, "topic"), "swarm.a.task");
     assert_eq!(get(&env, "priority"), 7);
     assert_eq!(get(&env, "sender"), "agent-1");
@@ -149,7 +149,7 @@ async fn circuit_breaker_runs_sync_and_async_calls() {
 
 #[test]
 fn state_store_versions_snapshots_diffs_and_bytes() {
-    let mut store = StateStore::new(None);
+    let store = StateStore::new(None);
     assert_eq!(store.set("phase", "plan".into()).unwrap(), 1.0);
     let first = store.snapshot(Some("plan".into()));
     store.merge("agents", json(r#"{"a1":"idle"}"#)).unwrap();
@@ -162,8 +162,13 @@ fn state_store_versions_snapshots_diffs_and_bytes() {
     assert!(store.get("agents").unwrap().is_undefined());
     store.apply(patch).unwrap();
     assert_eq!(stringify(&store.get("agents").unwrap()), r#"{"a1":"idle"}"#);
-    let copy = StateStore::from_bytes(&store.to_bytes()).unwrap();
+    let copy = StateStore::from_bytes(js_bytes(&store.to_bytes())).unwrap();
     assert_eq!(stringify(&copy.get("phase").unwrap()), r#""act""#);
-    assert_eq!(StateStore::from_bytes(&[1, 2, 3]).err().unwrap().code, "DECODE_ERROR");
+    assert_eq!(StateStore::from_bytes(js_bytes(&[1, 2, 3])).err().unwrap().code, "DECODE_ERROR");
     assert_eq!(store.restore(999.0).unwrap_err().code, "UNKNOWN_SNAPSHOT");
+}
+
+/// Bytes as the JS `Uint8Array` the exports take.
+fn js_bytes(bytes: &[u8]) -> JsValue {
+    js_sys::Uint8Array::from(bytes).into()
 }
