@@ -49,6 +49,39 @@
 //! [`Action::Close`] the session already treats that transport as gone; the
 //! shell does not report its close.
 //!
+//! ## Writing a shell
+//!
+//! One place owns the session. After every input it drains the actions (open a
+//! transport tagged with the [`TransportId`]; write a frame if that transport
+//! is still the one it holds; close and forget it), then the effects (deliver,
+//! resolve, report, outside any borrow of the session), then re-arms its one
+//! timer at [`Session::poll_timeout`]. Callbacks of a socket report with its
+//! `TransportId`, so an old socket's late events need no detaching: the
+//! session ignores them.
+//!
+//! ```
+//! use swarmbus_core::protocol::{ClientFrame, ServerFrame};
+//! use swarmbus_core::session::{Action, Effect, SessionState};
+//! use swarmbus_core::{Session, SessionConfig};
+//!
+//! let mut session = Session::new(SessionConfig { token: Some("jwt".into()), ..SessionConfig::default() });
+//! session.subscribe("swarm.>", false, 0).unwrap(); // kept until connected
+//! session.connect(0).unwrap();
+//! let Some(Action::Open { transport }) = session.poll_action() else { panic!("open first") };
+//! // The shell opened its socket:
+//! session.connected(transport, 3);
+//! let Some(Action::Send { frame, .. }) = session.poll_action() else { panic!("then hello") };
+//! assert!(matches!(ClientFrame::decode(&frame), Ok(ClientFrame::Hello { token: Some(_), .. })));
+//! // The bridge answered:
+//! session.handle(transport, ServerFrame::Welcome { v: 1, session: 1 }, 5);
+//! let Some(Action::Send { frame, .. }) = session.poll_action() else { panic!("then the resubscribe") };
+//! assert!(matches!(ClientFrame::decode(&frame), Ok(ClientFrame::Subscribe { .. })));
+//! assert!(session.poll_effect().is_some_and(|e| e == Effect::State(SessionState::Connecting)));
+//! assert!(session.poll_effect().is_some_and(|e| e == Effect::State(SessionState::Open)));
+//! // Nothing due before the first keepalive ping.
+//! assert_eq!(session.poll_timeout(), Some(5 + 15_000));
+//! ```
+//!
 //! ## What the session owns, and its guarantees
 //!
 //! * **Hello.** On `connected` it sends `hello` with the token
