@@ -459,8 +459,16 @@ fn a_lost_connection_fails_written_publishes_but_keeps_subscribe_requests() {
     assert!(effects.contains(&Effect::Failed(publish, Failure::Disconnected)));
     assert!(!effects.iter().any(|e| matches!(e, Effect::Failed(id, _) if *id == subscribe)));
     h.tick(h.session.poll_timeout().unwrap());
+    let old = transport;
     let transport = h.welcome();
     assert_eq!(h.sent(), [ClientFrame::Subscribe { pattern: "jobs.>".into(), ack: Some(subscribe.0) }]);
+    h.effects();
+    // The old socket's late frames and close are not this connection's.
+    h.session.handle(old, ServerFrame::Ack { ack: subscribe.0 }, h.now);
+    h.session.handle(old, ServerFrame::Event { envelope: vec![1] }, h.now);
+    h.session.closed(old, 1006, h.now);
+    assert!(h.effects().is_empty());
+    assert_eq!(h.session.state(), SessionState::Open);
     h.session.handle(transport, ServerFrame::Ack { ack: subscribe.0 }, h.now);
     let effects = h.effects();
     assert!(effects.contains(&Effect::Subscribed("jobs.>".into())));
