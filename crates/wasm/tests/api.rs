@@ -172,3 +172,42 @@ fn state_store_versions_snapshots_diffs_and_bytes() {
 fn js_bytes(bytes: &[u8]) -> JsValue {
     js_sys::Uint8Array::from(bytes).into()
 }
+
+/// `{ get x() { throw new Error('boom') } }`.
+fn throwing_getter() -> JsValue {
+    Function::new_no_args("return { get x() { throw new Error('boom'); } };").call0(&JsValue::NULL).unwrap()
+}
+
+/// `[[[…0…]]]`, `depth` arrays deep.
+fn deep_array(depth: usize) -> JsValue {
+    (0..depth).fold(JsValue::from(0), |inner, _| Array::of1(&inner).into())
+}
+
+// Regression (issue 11): a throwing getter unwound through Rust, leaving the store
+// borrowed; a 10,000-deep array overflowed the wasm stack.
+#[test]
+fn throws_and_deep_values_are_invalid_arguments_and_the_store_stays_usable() {
+    let store = StateStore::new(None);
+    for _ in 0..1_000 {
+        assert_eq!(store.set("k", throwing_getter()).unwrap_err().code, "INVALID_ARGUMENT");
+        assert_eq!(encode(throwing_getter()).unwrap_err().code, "INVALID_ARGUMENT");
+    }
+    for depth in [129, 10_000, 100_000] {
+        assert_eq!(store.set("k", deep_array(depth)).unwrap_err().code, "INVALID_ARGUMENT", "{depth}");
+        assert_eq!(encode(deep_array(depth)).unwrap_err().code, "INVALID_ARGUMENT", "{depth}");
+    }
+    assert_eq!(store.set("k", deep_array(128)).unwrap(), 1.0);
+    assert_eq!(store.version(), 1.0);
+}
+
+#[test]
+fn priorities_outside_0_to_9_are_invalid_priority() {
+    for priority in ["265", "\"9\"", "3.5", "-1", "10"] {
+        let input = json(&format!(r#"{{"topic":"a.b","payload":1,"priority":{priority}}}"#));
+        assert_eq!(encode_envelope(input).unwrap_err().code, "INVALID_PRIORITY", "{priority}");
+        let options = json(&format!(r#"{{"bypassPriority":{priority}}}"#));
+        assert_eq!(CircuitBreaker::new(options).err().unwrap().code, "INVALID_PRIORITY", "{priority}");
+    }
+    let nine = encode_envelope(json(r#"{"topic":"a.b","payload":1,"priority":9}"#)).unwrap();
+    assert_eq!(get(&decode_envelope(js_bytes(&nine)).unwrap(), "priority"), 9);
+}
