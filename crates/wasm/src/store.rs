@@ -22,6 +22,13 @@ pub struct StateStore {
     inner: RefCell<CoreStore>,
 }
 
+/// A key: a JS string, read without running any of the caller's code
+/// (wasm-bindgen's own `&str` glue would call a non-string's `length` and
+/// `charCodeAt`, and leak its buffer when they throw).
+fn key_of(key: &JsValue) -> Result<String> {
+    key.as_string().ok_or_else(|| Error::invalid("a key must be a string"))
+}
+
 /// A JS value as a state value: encoded as `encode` does (guarded, depth
 /// capped, `toJSON` honoured), then read by core's state-value reader, which
 /// refuses what JSON has no form for (bytes, non-string keys).
@@ -48,9 +55,10 @@ impl StateStore {
     }
 
     /// The value of `key`, or `undefined`.
-    pub fn get(&self, key: &str) -> Result<JsValue> {
+    pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Result<JsValue> {
+        let key = key_of(&key)?;
         // Cloned out, so no borrow is held while the JS value is built.
-        let value = self.inner.borrow().get(key).cloned();
+        let value = self.inner.borrow().get(&key).cloned();
         match &value {
             Some(value) => value_to_js(value),
             None => Ok(JsValue::UNDEFINED),
@@ -58,34 +66,52 @@ impl StateStore {
     }
 
     /// Sets `key`; returns the new version.
-    pub fn set(&self, key: &str, value: JsValue) -> Result<f64> {
+    pub fn set(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+        value: JsValue,
+    ) -> Result<f64> {
+        let key = key_of(&key)?;
         let value = value_of(value)?;
         Ok(self.inner.borrow_mut().set(key, value) as f64)
     }
 
     /// Merges `patch` into `key` (JSON merge patch, RFC 7396); returns the new version.
-    pub fn merge(&self, key: &str, patch: JsValue) -> Result<f64> {
+    pub fn merge(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+        patch: JsValue,
+    ) -> Result<f64> {
+        let key = key_of(&key)?;
         let patch = value_of(patch)?;
-        Ok(self.inner.borrow_mut().merge(key, &patch) as f64)
+        Ok(self.inner.borrow_mut().merge(&key, &patch) as f64)
     }
 
     /// Removes `key`; returns whether it existed.
-    pub fn delete(&self, key: &str) -> bool {
-        self.inner.borrow_mut().delete(key).is_some()
+    pub fn delete(&self, #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Result<bool> {
+        let key = key_of(&key)?;
+        Ok(self.inner.borrow_mut().delete(&key).is_some())
     }
 
     /// Sets `key` only if its version is `expectedVersion` (0: absent);
     /// throws `VERSION_CONFLICT` otherwise. Returns the new version.
     #[wasm_bindgen(js_name = compareAndSet)]
-    pub fn compare_and_set(&self, key: &str, expected_version: f64, value: JsValue) -> Result<f64> {
+    pub fn compare_and_set(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+        expected_version: f64,
+        value: JsValue,
+    ) -> Result<f64> {
+        let key = key_of(&key)?;
         let value = value_of(value)?;
-        Ok(self.inner.borrow_mut().compare_and_set(key, expected_version as u64, value)? as f64)
+        Ok(self.inner.borrow_mut().compare_and_set(&key, expected_version as u64, value)? as f64)
     }
 
     /// The version that last wrote `key` (0 when absent).
     #[wasm_bindgen(js_name = keyVersion)]
-    pub fn key_version(&self, key: &str) -> f64 {
-        self.inner.borrow().key_version(key) as f64
+    pub fn key_version(&self, #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Result<f64> {
+        let key = key_of(&key)?;
+        Ok(self.inner.borrow().key_version(&key) as f64)
     }
 
     /// The store's version.

@@ -150,20 +150,20 @@ async fn circuit_breaker_runs_sync_and_async_calls() {
 #[test]
 fn state_store_versions_snapshots_diffs_and_bytes() {
     let store = StateStore::new(None);
-    assert_eq!(store.set("phase", "plan".into()).unwrap(), 1.0);
+    assert_eq!(store.set("phase".into(), "plan".into()).unwrap(), 1.0);
     let first = store.snapshot(Some("plan".into()));
-    store.merge("agents", json(r#"{"a1":"idle"}"#)).unwrap();
-    assert_eq!(store.compare_and_set("phase", 1.0, "act".into()).unwrap(), 3.0);
-    assert_eq!(store.compare_and_set("phase", 1.0, "x".into()).unwrap_err().code, "VERSION_CONFLICT");
+    store.merge("agents".into(), json(r#"{"a1":"idle"}"#)).unwrap();
+    assert_eq!(store.compare_and_set("phase".into(), 1.0, "act".into()).unwrap(), 3.0);
+    assert_eq!(store.compare_and_set("phase".into(), 1.0, "x".into()).unwrap_err().code, "VERSION_CONFLICT");
     let second = store.snapshot(None);
     let patch = store.diff(first, second).unwrap();
     assert_eq!(get(&patch, "ops").unchecked_into::<Array>().length(), 2);
     store.restore(first).unwrap();
-    assert!(store.get("agents").unwrap().is_undefined());
+    assert!(store.get("agents".into()).unwrap().is_undefined());
     store.apply(patch).unwrap();
-    assert_eq!(stringify(&store.get("agents").unwrap()), r#"{"a1":"idle"}"#);
+    assert_eq!(stringify(&store.get("agents".into()).unwrap()), r#"{"a1":"idle"}"#);
     let copy = StateStore::from_bytes(js_bytes(&store.to_bytes())).unwrap();
-    assert_eq!(stringify(&copy.get("phase").unwrap()), r#""act""#);
+    assert_eq!(stringify(&copy.get("phase".into()).unwrap()), r#""act""#);
     assert_eq!(StateStore::from_bytes(js_bytes(&[1, 2, 3])).err().unwrap().code, "DECODE_ERROR");
     assert_eq!(store.restore(999.0).unwrap_err().code, "UNKNOWN_SNAPSHOT");
 }
@@ -189,14 +189,14 @@ fn deep_array(depth: usize) -> JsValue {
 fn throws_and_deep_values_are_invalid_arguments_and_the_store_stays_usable() {
     let store = StateStore::new(None);
     for _ in 0..1_000 {
-        assert_eq!(store.set("k", throwing_getter()).unwrap_err().code, "INVALID_ARGUMENT");
+        assert_eq!(store.set("k".into(), throwing_getter()).unwrap_err().code, "INVALID_ARGUMENT");
         assert_eq!(encode(throwing_getter()).unwrap_err().code, "INVALID_ARGUMENT");
     }
     for depth in [129, 10_000, 100_000] {
-        assert_eq!(store.set("k", deep_array(depth)).unwrap_err().code, "INVALID_ARGUMENT", "{depth}");
+        assert_eq!(store.set("k".into(), deep_array(depth)).unwrap_err().code, "INVALID_ARGUMENT", "{depth}");
         assert_eq!(encode(deep_array(depth)).unwrap_err().code, "INVALID_ARGUMENT", "{depth}");
     }
-    assert_eq!(store.set("k", deep_array(128)).unwrap(), 1.0);
+    assert_eq!(store.set("k".into(), deep_array(128)).unwrap(), 1.0);
     assert_eq!(store.version(), 1.0);
 }
 
