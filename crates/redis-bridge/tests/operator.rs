@@ -12,6 +12,9 @@ const SECRET: &str = "operator-test-secret-0123456789";
 /// A Redis URL nothing listens on (port 1 on loopback).
 const NO_REDIS: &str = "redis://127.0.0.1:1";
 const WAIT: Duration = Duration::from_secs(30);
+/// The log target of the Redis relay: with [`NO_REDIS`] its only warning is
+/// that Redis cannot be reached.
+const RELAY: &str = "swarmbus_bridge::relay";
 
 /// A bridge process; killed (by its own handle) when dropped.
 struct Bridge {
@@ -202,7 +205,7 @@ fn embedded_bridge_is_live_and_ready_and_exports_no_redis_state() {
 fn unreachable_redis_is_live_not_ready_and_warned_about_once() {
     let bridge = Bridge::start(&["--redis", NO_REDIS], None);
     // Regression: "cannot reach Redis" was logged at debug, so nothing was printed.
-    bridge.wait_for_log("cannot reach Redis");
+    bridge.wait_for_log(&format!("WARN {RELAY}: "));
     // Liveness does not depend on Redis (a liveness probe must not restart bridges during an outage).
     assert_eq!(bridge.get("/livez").0, 200);
     assert_eq!(bridge.get("/readyz").0, 503);
@@ -224,7 +227,7 @@ fn unreachable_redis_is_live_not_ready_and_warned_about_once() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let log = bridge.log();
-    let warnings = log.lines().filter(|l| l.contains("WARN") && l.contains("cannot reach Redis")).count();
+    let warnings = log.lines().filter(|l| l.contains(&format!("WARN {RELAY}: "))).count();
     assert_eq!(warnings, 1, "{reconnects} reconnects must give one warning per 30 s:\n{log}");
 }
 
@@ -232,7 +235,7 @@ fn unreachable_redis_is_live_not_ready_and_warned_about_once() {
 fn rust_log_sets_the_level_and_info_is_the_default() {
     // Regression: a fixed `info` directive was added on top of RUST_LOG.
     let warn_only = Bridge::start(&["--redis", NO_REDIS], Some("warn"));
-    let log = warn_only.wait_for_log("cannot reach Redis");
+    let log = warn_only.wait_for_log(&format!("WARN {RELAY}: "));
     assert!(!log.contains("INFO") && !log.contains("listening"), "RUST_LOG=warn printed info:\n{log}");
 
     let debug = Bridge::start(&["--redis", NO_REDIS], Some("debug"));
@@ -248,7 +251,7 @@ fn rust_log_sets_the_level_and_info_is_the_default() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let bridge = Bridge::start(&["--log-format", "json", "--redis", NO_REDIS], None);
-    let log = bridge.wait_for_log("cannot reach Redis");
+    let log = bridge.wait_for_log(&format!("\"target\":\"{RELAY}\""));
     let mut levels = Vec::new();
     for line in log.lines() {
         let value: serde_json::Value =
