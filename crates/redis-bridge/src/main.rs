@@ -35,7 +35,7 @@ impl Cli {
     /// so `swarmbus-bridge --auth-secret S demo` applies the secret instead
     /// of parsing it into a configuration nobody reads.
     fn parse_global() -> Self {
-        let command = Self::command().mut_args(|arg| arg.global(true));
+        let command = Self::command().mut_args(|arg| arg.global(true).help_heading("Bridge options"));
         let matches = command.get_matches();
         Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
