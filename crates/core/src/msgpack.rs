@@ -449,5 +449,19 @@ mod tests {
             while r.token().is_ok() {}
             prop_assert!(r.tokens() <= bytes.len());
         }
+
+        #[test]
+        fn skip_reads_what_a_token_walk_reads(value in crate::test_values::json_value()) {
+            let bytes = rmp_serde::to_vec(&value).unwrap();
+            let mut skipped = Reader::new(&bytes);
+            skipped.skip_within(usize::MAX, u32::MAX).unwrap();
+            let mut walked = Reader::new(&bytes);
+            let mut left = 1;
+            while left > 0 {
+                left += walked.token().unwrap().items();
+                left -= 1;
+            }
+            prop_assert_eq!((skipped.tokens(), skipped.remaining()), (walked.tokens(), 0));
+        }
     }
 }

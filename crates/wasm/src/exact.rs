@@ -38,7 +38,9 @@ extern "C" {
 }
 
 /// Appends the MessagePack encoding of `value` to `out`; arrays, objects and
-/// maps nest at most `depth` levels.
+/// maps nest at most `depth` levels. `value` must be a
+/// [`plain`](crate::convert::plain) copy: the helpers called here are not
+/// guarded, and on a copy no user code can run.
 pub(crate) fn encode_value(value: &JsValue, out: &mut Vec<u8>, depth: usize) -> Result<()> {
     // Writing into a Vec cannot fail, so the writers' Results carry no information.
     let kind = value_kind(value);
