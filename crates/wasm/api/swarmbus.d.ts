@@ -279,11 +279,19 @@ export class Messenger {
     close(): void;
     /**
      * Opens the connection to `url` (e.g. `ws://127.0.0.1:8080/ws`) with an
-     * optional `{token}`. Resolves once the bridge welcomes us; retries with
+     * optional `{token}`. Resolves with the session (`{session, version}`)
+     * once the bridge welcomes us; retries with
      * backoff until `connectTimeoutMs`, then rejects with `UNAVAILABLE`. A
      * refused token rejects at once (`AUTH_REQUIRED`, `TOKEN_EXPIRED`, `INVALID_TOKEN`).
      */
     connect(url: string, options: { token?: string } | undefined): Promise<any>;
+    /**
+     * Resolves when everything forwarded so far has reached the bridge (the
+     * bridge answered a ping sent after it; frames are handled in order).
+     * While disconnected it waits for the next connection; rejects with
+     * `CLOSED` when the messenger closes first.
+     */
+    flush(): Promise<any>;
     /**
      * Also sends local publishes on topics matching `pattern` to the bridge.
      */
@@ -323,9 +331,14 @@ export class Messenger {
     stopForwarding(pattern: string): boolean;
     /**
      * Receives remote events on topics matching `pattern` (kept across
-     * reconnects). A refusal by the bridge (`FORBIDDEN`, ...) reaches `onError`.
+     * reconnects). The promise resolves when the bridge has acknowledged the
+     * subscription (at the next welcome when not connected) and rejects with
+     * the bridge's code (`FORBIDDEN`, `INVALID_PATTERN`, ...), which also
+     * reaches `onError`; a refused pattern is not sent again. `CLOSED` when
+     * the messenger closes first. (Unawaited, a refusal is not an unhandled
+     * rejection: the package marks the promise handled.)
      */
-    subscribe(pattern: string): void;
+    subscribe(pattern: string): Promise<any>;
     /**
      * Stops receiving remote events for `pattern`; `false` if not subscribed.
      */

@@ -295,18 +295,40 @@ export interface MessengerStats {
   errors: number;
 }
 
+/** What `Messenger.connect` resolves with. */
+export interface MessengerSession {
+  /** This connection's id at the bridge (in its logs). */
+  session: number | bigint;
+  /** The bridge's protocol version. */
+  version: number;
+}
+
 /** Connects a `Bus` (or a `CoreBus`) to a swarmbus bridge over a WebSocket. */
 export class Messenger {
   /** `new Messenger(bus, { forward?, subscribe?, offlineCapacity?, backoffMs?, ..., WebSocket?, onError?, onState? })`. */
   constructor(bus: Bus | CoreBus, options?: MessengerOptions);
   /**
-   * Opens the connection to `url` (e.g. `ws://127.0.0.1:8080/ws`). Resolves once
-   * the bridge welcomes us; rejects with `UNAVAILABLE` after `connectTimeoutMs`,
-   * or at once with the bridge's code for a refused token.
+   * Opens the connection to `url` (e.g. `ws://127.0.0.1:8080/ws`). Resolves with
+   * the session once the bridge welcomes us; rejects with `UNAVAILABLE` after
+   * `connectTimeoutMs`, or at once with the bridge's code for a refused token.
    */
-  connect(url: string, options?: ConnectOptions): Promise<void>;
-  /** Receives remote events on topics matching `pattern` (kept across reconnects). */
-  subscribe(pattern: string): void;
+  connect(url: string, options?: ConnectOptions): Promise<MessengerSession>;
+  /**
+   * Receives remote events on topics matching `pattern` (kept across
+   * reconnects). Resolves when the bridge acknowledged it (after the next
+   * welcome when not connected); rejects with the bridge's code (`FORBIDDEN`,
+   * `INVALID_PATTERN`, …) or `CLOSED`. Not awaiting it is safe: a refusal also
+   * reaches `onError` and is never an unhandled rejection.
+   */
+  subscribe(pattern: string): Promise<void>;
+  /**
+   * A pattern declared once (a `Messenger` of a JS `Bus`): also subscribes
+   * `handler` on the bus, so it hears remote and local events; resolves with
+   * that `Subscription` once the bridge acknowledged the pattern.
+   */
+  subscribe<T = unknown>(pattern: string, handler: Handler<T>, options?: SubscribeOptions): Promise<Subscription<T>>;
+  /** Resolves when everything forwarded so far has reached the bridge; rejects with `CLOSED` if the messenger closes first. */
+  flush(): Promise<void>;
   /** Stops receiving remote events for `pattern`; `false` if not subscribed. */
   unsubscribe(pattern: string): boolean;
   /** Also sends local publishes on topics matching `pattern` to the bridge. */

@@ -62,6 +62,17 @@ export { Bus, Router, Subscription, CoreBus } from './bus.js';
 // `new Messenger(bus, options)` takes the JS `Bus` (linked through a private
 // core bus the Rust Messenger runs on, see MessengerLink in bus.js) or a `CoreBus`.
 const GlueMessenger = glue.Messenger;
+
+// `subscribe` and `flush` return promises; one nobody awaits must not become an
+// unhandled rejection (Node 20 exits on those): a refusal also reaches onError.
+for (const member of ['subscribe', 'flush']) {
+  const method = GlueMessenger.prototype[member];
+  GlueMessenger.prototype[member] = function (a) {
+    const promise = method.call(this, a);
+    promise.catch(() => {});
+    return promise;
+  };
+}
 export function Messenger(bus, options) {
   if (!new.target) throw new TypeError("Class constructor Messenger cannot be invoked without 'new'");
   if (!(bus instanceof Bus)) return new GlueMessenger(bus, options);
@@ -80,6 +91,21 @@ export function Messenger(bus, options) {
     throw error;
   }
   bus._link = link;
+  // A pattern declared once: `messenger.subscribe(pattern, handler, options)` also
+  // subscribes `handler` on the bus (remote and local events); the promise
+  // resolves with the bus Subscription once the bridge acknowledged the pattern.
+  const subscribeRemote = messenger.subscribe;
+  messenger.subscribe = function (pattern, handler, subscribeOptions) {
+    const acked = subscribeRemote.call(this, pattern);
+    if (handler === undefined || handler === null) return acked;
+    const subscription = bus.subscribe(pattern, handler, subscribeOptions);
+    const done = acked.then(() => subscription, (error) => {
+      subscription.unsubscribe();
+      throw error;
+    });
+    done.catch(() => {});
+    return done;
+  };
   const free = messenger.free;
   messenger.free = function () {
     free.call(this);

@@ -136,6 +136,16 @@ struct State {
     sent_ids: VecDeque<u64>,
     sent_set: HashSet<u64>,
     waiters: Vec<(Function, Function)>,
+    /// `subscribe` promises waiting for the bridge's answer: (pattern, resolve, reject).
+    sub_waiters: Vec<(String, Function, Function)>,
+    /// (ack, pattern) of each subscribe frame sent on this connection and not answered yet.
+    sub_acks: Vec<(u64, String)>,
+    /// Patterns the bridge acknowledged on this connection.
+    acked: Vec<String>,
+    /// `flush` promises: each resolves at the pong of the ping sent after what it waits for.
+    flush_waiters: Vec<(u64, Function, Function)>,
+    /// `{session, version}` of the current connection.
+    session: JsValue,
     stats: Stats,
     next_ack: u64,
     backoff_ms: u32,
@@ -153,7 +163,7 @@ struct State {
 struct Effects {
     errors: Vec<JsValue>,
     state: Option<&'static str>,
-    resolve: Vec<Function>,
+    resolve: Vec<(Function, JsValue)>,
     reject: Vec<(Function, JsValue)>,
     drain: bool,
 }
@@ -167,8 +177,8 @@ impl Effects {
         if let (Some(state), Some(f)) = (self.state, &on_state) {
             let _ = f.call1(&JsValue::UNDEFINED, &state.into());
         }
-        for f in self.resolve {
-            let _ = f.call0(&JsValue::UNDEFINED);
+        for (f, value) in self.resolve {
+            let _ = f.call1(&JsValue::UNDEFINED, &value);
         }
         for (f, error) in self.reject {
             let _ = f.call1(&JsValue::UNDEFINED, &error);
@@ -245,6 +255,11 @@ impl Messenger {
             sent_ids: VecDeque::new(),
             sent_set: HashSet::new(),
             waiters: Vec::new(),
+            sub_waiters: Vec::new(),
+            sub_acks: Vec::new(),
+            acked: Vec::new(),
+            flush_waiters: Vec::new(),
+            session: JsValue::UNDEFINED,
             stats: Stats::default(),
             next_ack: 1,
             backoff_ms: options.backoff_ms.unwrap_or(100).max(1),
@@ -272,7 +287,8 @@ impl Messenger {
     }
 
     /// Opens the connection to `url` (e.g. `ws://127.0.0.1:8080/ws`) with an
-    /// optional `{token}`. Resolves once the bridge welcomes us; retries with
+    /// optional `{token}`. Resolves with the session (`{session, version}`)
+    /// once the bridge welcomes us; retries with
     /// backoff until `connectTimeoutMs`, then rejects with `UNAVAILABLE`. A
     /// refused token rejects at once (`AUTH_REQUIRED`, `TOKEN_EXPIRED`, `INVALID_TOKEN`).
     pub fn connect(
@@ -299,15 +315,58 @@ impl Messenger {
     }
 
     /// Receives remote events on topics matching `pattern` (kept across
-    /// reconnects). A refusal by the bridge (`FORBIDDEN`, ...) reaches `onError`.
-    pub fn subscribe(&self, pattern: &str) -> Result<()> {
+    /// reconnects). The promise resolves when the bridge has acknowledged the
+    /// subscription (at the next welcome when not connected) and rejects with
+    /// the bridge's code (`FORBIDDEN`, `INVALID_PATTERN`, ...), which also
+    /// reaches `onError`; a refused pattern is not sent again. `CLOSED` when
+    /// the messenger closes first. (Unawaited, a refusal is not an unhandled
+    /// rejection: the package marks the promise handled.)
+    pub fn subscribe(&self, pattern: &str) -> Result<Promise> {
         swarmbus_core::topic::validate_pattern(pattern).map_err(Error::pattern)?;
+        let (promise, resolve, reject) = new_promise();
         let mut s = self.state.borrow_mut();
-        if s.remote.insert(pattern.to_owned(), ()).is_none() && s.status == Status::Open {
+        if s.status == Status::Closed {
+            drop(s);
+            let _ =
+                reject.call1(&JsValue::UNDEFINED, &Error::new("CLOSED", "the messenger is closed").into());
+            return Ok(promise);
+        }
+        let new = s.remote.insert(pattern.to_owned(), ()).is_none();
+        if !new && s.acked.iter().any(|p| p == pattern) {
+            drop(s);
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+            return Ok(promise);
+        }
+        s.sub_waiters.push((pattern.to_owned(), resolve, reject));
+        let in_flight = s.sub_acks.iter().any(|(_, p)| p == pattern);
+        if s.status == Status::Open && !in_flight {
             let ack = s.take_ack();
+            s.sub_acks.push((ack, pattern.to_owned()));
             s.send(&ClientFrame::Subscribe { pattern: pattern.to_owned(), ack: Some(ack) });
         }
-        Ok(())
+        Ok(promise)
+    }
+
+    /// Resolves when everything forwarded so far has reached the bridge (the
+    /// bridge answered a ping sent after it; frames are handled in order).
+    /// While disconnected it waits for the next connection; rejects with
+    /// `CLOSED` when the messenger closes first.
+    pub fn flush(&self) -> Promise {
+        let (promise, resolve, reject) = new_promise();
+        let mut s = self.state.borrow_mut();
+        if s.status == Status::Closed {
+            drop(s);
+            let _ =
+                reject.call1(&JsValue::UNDEFINED, &Error::new("CLOSED", "the messenger is closed").into());
+            return promise;
+        }
+        let nonce = s.take_ack();
+        s.flush_waiters.push((nonce, resolve, reject));
+        if s.status == Status::Open {
+            s.flush();
+            s.send(&ClientFrame::Ping { nonce });
+        }
+        promise
     }
 
     /// Stops receiving remote events for `pattern`; `false` if not subscribed.
@@ -549,22 +608,100 @@ impl State {
                 Error::new("CLOSED", format_args!("the messenger was closed before connecting: {reason}"));
             effects.reject.push((reject, error.into()));
         }
+        let closed = Error::new("CLOSED", format_args!("the messenger was closed: {reason}"));
+        self.reject_pending(&closed, &mut effects);
         self.set_status(Status::Closed, &mut effects);
         effects
     }
 
-    fn on_welcome(&mut self, effects: &mut Effects) {
+    /// Rejects every `subscribe` and `flush` still waiting for the bridge.
+    fn reject_pending(&mut self, error: &Error, effects: &mut Effects) {
+        effects
+            .reject
+            .extend(self.sub_waiters.drain(..).map(|(_, _, reject)| (reject, error.clone().into())));
+        effects
+            .reject
+            .extend(self.flush_waiters.drain(..).map(|(_, _, reject)| (reject, error.clone().into())));
+        self.sub_acks.clear();
+        self.acked.clear();
+    }
+
+    fn on_welcome(&mut self, version: u32, session: u64, effects: &mut Effects) {
         self.attempt = 0;
         self.first_deadline = None;
         self.start_pinger();
         self.set_status(Status::Open, effects);
+        self.sub_acks.clear();
+        self.acked.clear();
         let patterns: Vec<String> = self.remote.keys().cloned().collect();
         for pattern in patterns {
             let ack = self.take_ack();
+            self.sub_acks.push((ack, pattern.clone()));
             self.send(&ClientFrame::Subscribe { pattern, ack: Some(ack) });
         }
         self.flush();
-        effects.resolve.extend(self.waiters.drain(..).map(|(resolve, _)| resolve));
+        // Pings sent on an earlier connection are lost: ask again for every waiting flush.
+        let nonces: Vec<u64> = self.flush_waiters.iter().map(|(nonce, _, _)| *nonce).collect();
+        for nonce in nonces {
+            self.send(&ClientFrame::Ping { nonce });
+        }
+        let info = js_sys::Object::new();
+        crate::codec::set(&info, "session", &crate::convert::u64_to_js(session));
+        crate::codec::set(&info, "version", &version.into());
+        self.session = info.into();
+        let session = self.session.clone();
+        effects.resolve.extend(self.waiters.drain(..).map(|(resolve, _)| (resolve, session.clone())));
+    }
+
+    /// The bridge acknowledged the frame sent with `ack`.
+    fn on_ack(&mut self, ack: u64, effects: &mut Effects) {
+        let Some(pattern) = self.take_sub_ack(ack) else { return };
+        for (resolve, _) in self.take_sub_waiters(&pattern) {
+            effects.resolve.push((resolve, JsValue::UNDEFINED));
+        }
+        self.acked.push(pattern);
+    }
+
+    /// The pattern of the subscribe frame sent with `ack`, if it is still unanswered.
+    fn take_sub_ack(&mut self, ack: u64) -> Option<String> {
+        let index = self.sub_acks.iter().position(|(a, _)| *a == ack)?;
+        Some(self.sub_acks.swap_remove(index).1)
+    }
+
+    /// The `subscribe` promises waiting for `pattern`.
+    fn take_sub_waiters(&mut self, pattern: &str) -> Vec<(Function, Function)> {
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < self.sub_waiters.len() {
+            if self.sub_waiters[i].0 == pattern {
+                let (_, resolve, reject) = self.sub_waiters.remove(i);
+                taken.push((resolve, reject));
+            } else {
+                i += 1;
+            }
+        }
+        taken
+    }
+
+    /// The bridge refused the frame sent with `ack`: a refused subscription is dropped.
+    fn on_refused(&mut self, ack: u64, error: &JsValue, effects: &mut Effects) {
+        let Some(pattern) = self.take_sub_ack(ack) else { return };
+        self.remote.remove(&pattern);
+        for (_, reject) in self.take_sub_waiters(&pattern) {
+            effects.reject.push((reject, error.clone()));
+        }
+    }
+
+    /// A pong that is not the keepalive's answers every flush whose ping was sent before it.
+    fn on_pong(&mut self, nonce: u64, effects: &mut Effects) {
+        if self.awaiting_pong == Some(nonce) {
+            self.awaiting_pong = None;
+            return;
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.flush_waiters).into_iter().partition(|(n, _, _)| *n <= nonce);
+        self.flush_waiters = waiting;
+        effects.resolve.extend(done.into_iter().map(|(_, resolve, _)| (resolve, JsValue::UNDEFINED)));
     }
 
     fn on_event(&mut self, bytes: &[u8], effects: &mut Effects) {
@@ -730,11 +867,14 @@ fn handle_frame(shared: &Rc<RefCell<State>>, bytes: &[u8]) -> Effects {
         }
     };
     match frame {
-        ServerFrame::Welcome { .. } => s.on_welcome(&mut effects),
+        ServerFrame::Welcome { v, session } => s.on_welcome(v, session, &mut effects),
         ServerFrame::Event { envelope } => s.on_event(&envelope, &mut effects),
-        ServerFrame::Error { code, message, .. } => {
+        ServerFrame::Error { code, message, ack } => {
             let fatal = s.status != Status::Open && FATAL_CODES.contains(&code.as_str());
             let error = js_error(&code, &message);
+            if let Some(ack) = ack {
+                s.on_refused(ack, &error, &mut effects);
+            }
             if fatal {
                 effects.reject.extend(s.waiters.drain(..).map(|(_, reject)| (reject, error.clone())));
                 let shut = s.shut(&message);
@@ -743,12 +883,8 @@ fn handle_frame(shared: &Rc<RefCell<State>>, bytes: &[u8]) -> Effects {
             s.stats.errors += 1;
             effects.errors.push(error);
         }
-        ServerFrame::Pong { nonce } => {
-            if s.awaiting_pong == Some(nonce) {
-                s.awaiting_pong = None;
-            }
-        }
-        ServerFrame::Ack { .. } => {}
+        ServerFrame::Pong { nonce } => s.on_pong(nonce, &mut effects),
+        ServerFrame::Ack { ack } => s.on_ack(ack, &mut effects),
     }
     effects
 }
@@ -784,6 +920,9 @@ fn handle_close(shared: &Rc<RefCell<State>>, code: u16) -> Effects {
     if s.status == Status::Closed {
         return effects;
     }
+    // Frames of the closed connection will not be answered; the next welcome resubscribes.
+    s.sub_acks.clear();
+    s.acked.clear();
     let now = js_sys::Date::now();
     if s.first_deadline.is_some_and(|deadline| now >= deadline) {
         let error = Error::new(
@@ -793,6 +932,7 @@ fn handle_close(shared: &Rc<RefCell<State>>, code: u16) -> Effects {
         for (_, reject) in s.waiters.drain(..) {
             effects.reject.push((reject, error.clone().into()));
         }
+        s.reject_pending(&error, &mut effects);
         s.set_status(Status::Closed, &mut effects);
         return effects;
     }
@@ -813,6 +953,14 @@ fn handle_close(shared: &Rc<RefCell<State>>, code: u16) -> Effects {
         open_socket(&shared);
     }));
     effects
+}
+
+/// A promise with its resolve and reject functions.
+fn new_promise() -> (Promise, Function, Function) {
+    let mut pair = None;
+    let promise = Promise::new(&mut |resolve, reject| pair = Some((resolve, reject)));
+    let (resolve, reject) = pair.expect_throw("the Promise executor runs at once");
+    (promise, resolve, reject)
 }
 
 fn js_error(code: &str, message: &str) -> JsValue {

@@ -197,10 +197,19 @@ test('connect rejects with the bridge code for missing or bad tokens, and with U
   const token = signToken(secret, { sub: 't', exp, publish: ['ok.>'], subscribe: ['ok.>'] });
   const errors = [];
   m.onError((e) => errors.push(e.code));
-  await m.connect(bridge.wsUrl, { token });
-  m.subscribe('secret.>');
+  const session = await m.connect(bridge.wsUrl, { token });
+  assert.equal(typeof session.session, 'number', 'connect resolves with the session');
+  assert.equal(typeof session.version, 'number');
+  await m.subscribe('ok.>');
+  // The bridge's refusal rejects the awaited subscribe and still reaches onError.
+  await assert.rejects(m.subscribe('secret.>'), code('FORBIDDEN'));
   await until(() => errors.includes('FORBIDDEN'), 5_000, 'FORBIDDEN');
+  m.subscribe('secret.again.>'); // not awaited: a refusal is no unhandled rejection
+  await until(() => errors.filter((c) => c === 'FORBIDDEN').length === 2, 5_000, 'the second FORBIDDEN');
+  const pending = m.subscribe('ok.later.>');
   m.close();
+  await assert.rejects(m.flush(), code('CLOSED'));
+  await pending.then(() => {}, (e) => assert.equal(e.code, 'CLOSED'));
   assert.equal(m.state, 'closed');
   m.free();
 
@@ -293,4 +302,29 @@ test('bad arguments throw typed errors; a freed messenger throws FREED', async (
   assert.throws(() => m.stats(), code('FREED'));
   // The bus outlives its messenger and accepts a new one.
   new Messenger(bus, { WebSocket }).free();
+});
+
+test('a pattern declared once: messenger.subscribe(pattern, handler) hears remote and local events; flush() waits for the bridge', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const bus = new Bus();
+  const m = new Messenger(bus, { WebSocket, forward: ['team.>'] });
+  const heard = [];
+  const acked = m.subscribe('team.>', (event) => heard.push([event.topic, event.payload]));
+  await m.connect(bridge.wsUrl);
+  const subscription = await acked; // resolves once the bridge acknowledged the pattern
+  assert.equal(subscription.pattern, 'team.>');
+  const other = new Bus();
+  const mo = new Messenger(other, { WebSocket, forward: ['team.>'] });
+  await mo.connect(bridge.wsUrl);
+  other.publish('team.remote', 'from the other bus');
+  await mo.flush(); // everything forwarded so far reached the bridge
+  assert.equal(mo.stats().sent, 1);
+  assert.equal(mo.stats().queued, 0);
+  bus.publish('team.local', 'from here');
+  await until(() => heard.length === 2, 5_000, 'one remote and one local event');
+  assert.deepEqual(heard.sort(), [['team.local', 'from here'], ['team.remote', 'from the other bus']]);
+  assert.equal(m.stats().echoes, 1, 'our own forwarded event came back once and was dropped as an echo');
+  m.free();
+  mo.free();
 });
