@@ -81,6 +81,13 @@ pub struct Metrics {
     pub slow_consumer_disconnects: Family<SlowLabel, Counter>,
     /// Bytes of publishes waiting for the Redis publisher (Redis mode).
     pub relay_queue_bytes: Gauge,
+    /// Publishes sent to Redis that got no answer within `--redis-timeout`,
+    /// answered `TIMEOUT`: they may or may not be delivered (Redis mode).
+    pub redis_publish_unknown: Counter,
+    /// Publishes Redis took but delivered to no subscriber although this
+    /// bridge counted itself subscribed (its subscription was lost at Redis),
+    /// answered `UNAVAILABLE` instead of acknowledged (Redis mode).
+    pub redis_publish_unrouted: Counter,
 }
 
 /// The metrics of an embedded-broker bridge: no `swarmbus_redis_*`.
@@ -115,6 +122,8 @@ impl Metrics {
             send_queue_bytes: Gauge::default(),
             slow_consumer_disconnects: Family::default(),
             relay_queue_bytes: Gauge::default(),
+            redis_publish_unknown: Counter::default(),
+            redis_publish_unrouted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "WebSocket connections accepted", metrics.connections.clone());
@@ -177,6 +186,16 @@ impl Metrics {
                 "relay_queue_bytes",
                 "Bytes of publishes waiting for the Redis publisher",
                 metrics.relay_queue_bytes.clone(),
+            );
+            registry.register(
+                "redis_publish_unknown",
+                "Publishes sent to Redis with no answer in time (TIMEOUT, outcome unknown)",
+                metrics.redis_publish_unknown.clone(),
+            );
+            registry.register(
+                "redis_publish_unrouted",
+                "Publishes Redis delivered to no subscriber while this bridge counted itself subscribed",
+                metrics.redis_publish_unrouted.clone(),
             );
         }
         Self { registry, ..metrics }

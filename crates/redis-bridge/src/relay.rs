@@ -8,9 +8,10 @@
 //! with the envelope's bytes as the message. Each bridge holds one
 //! `PSUBSCRIBE swarmbus:*` on a dedicated subscriber connection and routes
 //! what arrives with the core router, so wildcard subscriptions never reach
-//! Redis; publishing uses a separate connection (`ConnectionManager`, which
-//! reconnects on its own). The subscriber reconnects with exponential backoff
-//! and re-issues its subscription after Redis restarts.
+//! Redis; publishing uses a separate connection, made again after any error
+//! and after every re-subscription (so that it never talks to a Redis the
+//! subscriber is not subscribed to). The subscriber reconnects with
+//! exponential backoff and re-issues its subscription after Redis restarts.
 //!
 //! Publishes from every client go through one bounded queue to a publisher
 //! task that sends whatever has accumulated as one pipeline (at most
@@ -21,14 +22,43 @@
 //!
 //! Redis pub/sub is at-most-once: an envelope published while a bridge's
 //! subscriber connection is down is not delivered to that bridge's clients.
-//! A publish that Redis refuses is answered with `UNAVAILABLE` and counted.
+//!
+//! ## What the answer to a publish means
+//!
+//! * `ack` (HTTP 200): Redis took the publish and delivered it to at least one
+//!   subscriber, while this bridge's own subscription was up and answering.
+//! * `UNAVAILABLE` (HTTP 503): **not delivered**; a retry cannot duplicate it.
+//!   Either it was not sent (this bridge is not [ready](RedisRelay::ready):
+//!   its subscription is down or Redis does not answer its health `PING`;
+//!   Redis refused the connection), counted in
+//!   `swarmbus_redis_publish_failures_total`; or Redis answered that it
+//!   reached no subscriber at all although this bridge counted itself
+//!   subscribed (Redis lost the subscription, e.g. it restarted), counted in
+//!   `swarmbus_redis_publish_unrouted_total`.
+//! * `TIMEOUT` (HTTP 504): **outcome unknown**. It was sent, and Redis did not
+//!   answer within `--redis-timeout` (a stalled Redis) or the connection broke
+//!   before the answer; it may still be delivered. Counted in
+//!   `swarmbus_redis_publish_unknown_total`.
+//!
+//! Not detected: a publish that reached this bridge's subscription but not
+//! another bridge's (PUBLISH only tells how many subscribers got it, and this
+//! bridge does not know how many bridges there should be).
+//!
+//! ## Readiness
+//!
+//! The subscriber connection sends `PING` every `--redis-timeout`; the relay
+//! is [ready](RedisRelay::ready) while its subscription is up and the last
+//! `PING` was answered within `--redis-timeout`. A stalled Redis (e.g.
+//! `SIGSTOP`) makes it unready within twice `--redis-timeout`, and ready again
+//! at the first answer. After [`STALLED_PINGS`] unanswered pings in a row the
+//! subscriber drops the connection and reconnects.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::Broker;
@@ -36,6 +66,11 @@ use crate::error::BridgeError;
 use crate::metrics::Metrics;
 use crate::outbox::ReplyTo;
 use crate::protocol::ServerFrame;
+
+/// How long to wait for Redis when no `--redis-timeout` is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Unanswered health pings in a row after which the subscriber reconnects.
+pub const STALLED_PINGS: u32 = 5;
 
 /// Most publishes sent to Redis in one pipeline.
 pub const MAX_BATCH: usize = 512;
@@ -121,6 +156,12 @@ pub struct RedisRelay {
     budget: Arc<Semaphore>,
     budget_bytes: usize,
     subscribed: AtomicBool,
+    /// False while the subscriber connection's health `PING` goes unanswered.
+    answering: AtomicBool,
+    /// Counts successful subscriptions; the publisher's connection is from one of them.
+    epoch: AtomicU64,
+    /// `--redis-timeout`: for every answer from Redis, and the `PING` period.
+    timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -132,15 +173,36 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl RedisRelay {
     /// A relay for the Redis at `url` (`redis://host:port`) whose queue holds
-    /// at most `queue_bytes` of publishes (clamped to 1 B–4 GiB). Spawns the
-    /// publisher task (call inside a Tokio runtime); it connects on first use.
+    /// at most `queue_bytes` of publishes (clamped to 1 B–4 GiB), waiting
+    /// [`DEFAULT_TIMEOUT`] for Redis. Spawns the publisher task (call inside a
+    /// Tokio runtime); it connects on first use.
     pub fn new(url: &str, metrics: Arc<Metrics>, queue_bytes: usize) -> Result<Arc<Self>, String> {
+        Self::with_timeout(url, metrics, queue_bytes, DEFAULT_TIMEOUT)
+    }
+
+    /// [`RedisRelay::new`] waiting `timeout` for every answer from Redis
+    /// (`--redis-timeout`).
+    pub fn with_timeout(
+        url: &str,
+        metrics: Arc<Metrics>,
+        queue_bytes: usize,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid --redis URL {url}: {e}"))?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         let budget_bytes = queue_bytes.clamp(1, u32::MAX as usize);
         let budget = Arc::new(Semaphore::new(budget_bytes));
-        let subscribed = AtomicBool::new(false);
-        let relay = Arc::new(Self { client, jobs, budget, budget_bytes, subscribed, metrics });
+        let relay = Arc::new(Self {
+            client,
+            jobs,
+            budget,
+            budget_bytes,
+            subscribed: AtomicBool::new(false),
+            answering: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            timeout,
+            metrics,
+        });
         tokio::spawn(Self::run_publisher(Arc::downgrade(&relay), queue));
         Ok(relay)
     }
@@ -148,6 +210,20 @@ impl RedisRelay {
     /// True while the subscriber connection is up.
     pub fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
+    }
+
+    /// True while publishes can be acknowledged truthfully: the subscription is
+    /// up and Redis answered the last health `PING` in time. Turns false within
+    /// twice `--redis-timeout` of Redis stalling. Publishes are not sent while false.
+    pub fn ready(&self) -> bool {
+        self.is_subscribed() && self.answering.load(Ordering::Acquire)
+    }
+
+    /// Records the subscriber's state; `swarmbus_redis_up` follows [`RedisRelay::ready`].
+    fn set_state(&self, subscribed: bool, answering: bool) {
+        self.subscribed.store(subscribed, Ordering::Release);
+        self.answering.store(answering, Ordering::Release);
+        self.metrics.redis_up.set(i64::from(self.ready()));
     }
 
     /// Queues an already validated envelope for its topic's channel; `reply`
@@ -191,77 +267,176 @@ impl RedisRelay {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let Some(relay) = relay.upgrade() else { return };
-            let result = relay.send_batch(&mut connection, &batch).await;
-            for job in batch.drain(..) {
-                job.reply.send(result.clone(), &relay.metrics);
+            match relay.send_batch(&mut connection, &batch).await {
+                Ok(receivers) => {
+                    for (job, receivers) in batch.drain(..).zip(receivers) {
+                        job.reply.send(relay.routed(receivers), &relay.metrics);
+                    }
+                }
+                Err(e) => {
+                    for job in batch.drain(..) {
+                        job.reply.send(Err(e.clone()), &relay.metrics);
+                    }
+                }
             }
         }
     }
 
+    /// Sends one pipeline of `PUBLISH`es; each one's receiver count, or
+    /// why none can be acknowledged (see the module docs for the codes).
     async fn send_batch(
         &self,
-        connection: &mut Option<ConnectionManager>,
+        connection: &mut Option<(u64, MultiplexedConnection)>,
         batch: &[Job],
-    ) -> Result<(), BridgeError> {
-        let manager = match connection {
-            Some(manager) => manager,
+    ) -> Result<Vec<u64>, BridgeError> {
+        if !self.ready() {
+            let why = if self.is_subscribed() {
+                "Redis does not answer this bridge's health PING"
+            } else {
+                "this bridge's Redis subscription is down"
+            };
+            return Err(self.not_sent(why, batch.len()));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if connection.as_ref().is_some_and(|(made_in, _)| *made_in != epoch) {
+            *connection = None; // the subscriber re-subscribed: maybe to another Redis
+        }
+        let publisher = match connection {
+            Some((_, publisher)) => publisher,
             None => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(1)))
-                    .set_response_timeout(Some(Duration::from_secs(1)))
-                    .set_number_of_retries(1);
-                let manager = ConnectionManager::new_with_config(self.client.clone(), config)
-                    .await
-                    .map_err(|e| self.unavailable(e, batch.len()))?;
-                connection.insert(manager)
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                let connect = self.client.get_multiplexed_async_connection_with_config(&config);
+                let made = tokio::time::timeout(self.timeout, connect).await;
+                match made {
+                    Ok(Ok(publisher)) => &mut connection.insert((epoch, publisher)).1,
+                    Ok(Err(e)) => return Err(self.not_sent(&e.to_string(), batch.len())),
+                    Err(_) => return Err(self.not_sent("no connection in time", batch.len())),
+                }
             }
         };
         let mut pipe = redis::pipe();
         for job in batch {
-            pipe.cmd("PUBLISH").arg(&job.channel).arg(&job.envelope).ignore();
+            pipe.cmd("PUBLISH").arg(&job.channel).arg(&job.envelope);
         }
-        pipe.query_async::<()>(manager).await.map_err(|e| self.unavailable(e, batch.len()))
+        let answer = tokio::time::timeout(self.timeout, pipe.query_async::<Vec<u64>>(publisher)).await;
+        if !matches!(answer, Ok(Ok(_))) {
+            *connection = None; // never reuse a connection whose state is unknown
+        }
+        match answer {
+            Ok(Ok(receivers)) if receivers.len() == batch.len() => Ok(receivers),
+            Ok(Ok(receivers)) => {
+                Err(self.unknown(&format!("{} answers to {}", receivers.len(), batch.len()), batch.len()))
+            }
+            Ok(Err(e)) if e.is_connection_refusal() => Err(self.not_sent(&e.to_string(), batch.len())),
+            Ok(Err(e)) => Err(self.unknown(&e.to_string(), batch.len())),
+            Err(_) => Err(self.unknown("no answer in time", batch.len())),
+        }
     }
 
-    fn unavailable(&self, e: redis::RedisError, publishes: usize) -> BridgeError {
+    /// The answer to a publish that Redis delivered to `receivers` subscribers.
+    fn routed(&self, receivers: u64) -> Result<(), BridgeError> {
+        if receivers > 0 {
+            return Ok(());
+        }
+        // This bridge's own PSUBSCRIBE should have counted: Redis lost it.
+        self.metrics.redis_publish_unrouted.inc();
+        Err(BridgeError::Unavailable(
+            "Redis delivered it to no subscriber (it lost this bridge's subscription)".into(),
+        ))
+    }
+
+    fn not_sent(&self, why: &str, publishes: usize) -> BridgeError {
         self.metrics.redis_publish_failures.inc_by(publishes as u64);
-        BridgeError::Unavailable(format!("redis: {e}"))
+        BridgeError::Unavailable(format!("redis: {why}"))
+    }
+
+    fn unknown(&self, why: &str, publishes: usize) -> BridgeError {
+        self.metrics.redis_publish_unknown.inc_by(publishes as u64);
+        BridgeError::Timeout(format!("redis: {why}"))
     }
 
     /// Runs the subscriber until the process ends: connect, `PSUBSCRIBE
-    /// swarmbus:*`, hand every message to `broker`, and on any failure
-    /// reconnect with exponential backoff.
+    /// swarmbus:*`, hand every message to `broker` while pinging (see
+    /// "Readiness"), and on any failure reconnect with exponential backoff.
     pub async fn run_subscriber(self: Arc<Self>, broker: Arc<Broker>) {
         let mut delay = BACKOFF_MIN;
         loop {
-            match self.client.get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await {
-                    Ok(()) => {
-                        self.subscribed.store(true, Ordering::Release);
-                        self.metrics.redis_up.set(1);
-                        tracing::info!("subscribed to Redis");
-                        delay = BACKOFF_MIN;
-                        let mut messages = pubsub.into_on_message();
-                        while let Some(message) = messages.next().await {
-                            if let Err(e) = broker.deliver(message.get_payload_bytes()) {
-                                tracing::debug!("ignoring an invalid envelope from Redis: {e}");
-                                self.metrics.error("REDIS_DECODE_ERROR");
+            match self.subscribe().await {
+                Ok(pubsub) => {
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                    self.set_state(true, true);
+                    tracing::info!("subscribed to Redis");
+                    delay = BACKOFF_MIN;
+                    let (sink, mut messages) = pubsub.split();
+                    let mut pinger = std::pin::pin!(self.ping_until_stalled(sink));
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => match message {
+                                Some(message) => {
+                                    if let Err(e) = broker.deliver(message.get_payload_bytes()) {
+                                        tracing::debug!("ignoring an invalid envelope from Redis: {e}");
+                                        self.metrics.error("REDIS_DECODE_ERROR");
+                                    }
+                                }
+                                None => {
+                                    tracing::warn!("lost the Redis subscription; reconnecting");
+                                    break;
+                                }
+                            },
+                            () = &mut pinger => {
+                                tracing::warn!("Redis answered none of {STALLED_PINGS} pings; reconnecting");
+                                break;
                             }
                         }
-                        self.subscribed.store(false, Ordering::Release);
-                        self.metrics.redis_up.set(0);
-                        tracing::warn!("lost the Redis subscription; reconnecting");
                     }
-                    Err(e) => tracing::warn!("PSUBSCRIBE failed: {e}"),
-                },
+                    self.set_state(false, false);
+                }
                 Err(e) => match UNREACHABLE_LOG.allow() {
-                    Some(held) => tracing::warn!(attempts_not_logged = held, "cannot reach Redis: {e}"),
-                    None => tracing::debug!("cannot reach Redis: {e}"),
+                    Some(held) => {
+                        tracing::warn!(attempts_not_logged = held, "cannot subscribe to Redis: {e}")
+                    }
+                    None => tracing::debug!("cannot subscribe to Redis: {e}"),
                 },
             }
             self.metrics.redis_reconnects.inc();
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// A subscriber connection with its `PSUBSCRIBE` answered, within `--redis-timeout`.
+    async fn subscribe(&self) -> Result<redis::aio::PubSub, String> {
+        let subscribe = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(self.timeout, subscribe).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    /// Pings on the subscriber connection every `--redis-timeout`, keeping
+    /// [`RedisRelay::ready`] up to date; returns after [`STALLED_PINGS`]
+    /// unanswered pings in a row.
+    async fn ping_until_stalled(&self, mut sink: redis::aio::PubSubSink) {
+        let mut unanswered = 0;
+        while unanswered < STALLED_PINGS {
+            tokio::time::sleep(self.timeout).await;
+            let answer = tokio::time::timeout(self.timeout, sink.ping::<redis::Value>()).await;
+            let answered = matches!(answer, Ok(Ok(_)));
+            if answered != self.answering.load(Ordering::Acquire) {
+                if answered {
+                    tracing::info!("Redis answers again: ready");
+                } else {
+                    tracing::warn!("Redis did not answer a PING within {:?}: not ready", self.timeout);
+                }
+            }
+            self.set_state(true, answered);
+            unanswered = if answered { 0 } else { unanswered + 1 };
         }
     }
 }

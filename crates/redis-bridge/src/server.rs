@@ -64,7 +64,12 @@ impl Bridge {
         let broker = Arc::new(Broker::new(limits, metrics.clone()));
         let relay = match &config.redis {
             Some(url) => {
-                let relay = RedisRelay::new(url, metrics.clone(), config.relay_queue_bytes)?;
+                let relay = RedisRelay::with_timeout(
+                    url,
+                    metrics.clone(),
+                    config.relay_queue_bytes,
+                    config.redis_timeout,
+                )?;
                 tokio::spawn(relay.clone().run_subscriber(broker.clone()));
                 Some(relay)
             }
@@ -171,10 +176,11 @@ impl Bridge {
         Ok(topic)
     }
 
-    /// True when the bridge can deliver: always in embedded mode, while the
-    /// Redis subscription is up in Redis mode.
+    /// True when the bridge can deliver: always in embedded mode; in Redis
+    /// mode while the subscription is up and Redis answers its health `PING`
+    /// within `--redis-timeout` ([`RedisRelay::ready`]).
     pub fn is_ready(&self) -> bool {
-        self.relay.as_ref().is_none_or(|r| r.is_subscribed())
+        self.relay.as_ref().is_none_or(|r| r.ready())
     }
 }
 
