@@ -323,14 +323,11 @@ impl Messenger {
     /// rejection: the package marks the promise handled.)
     pub fn subscribe(&self, pattern: &str) -> Result<Promise> {
         swarmbus_core::topic::validate_pattern(pattern).map_err(Error::pattern)?;
+        if self.state.borrow().status == Status::Closed {
+            return Ok(closed_promise());
+        }
         let (promise, resolve, reject) = new_promise();
         let mut s = self.state.borrow_mut();
-        if s.status == Status::Closed {
-            drop(s);
-            let _ =
-                reject.call1(&JsValue::UNDEFINED, &Error::new("CLOSED", "the messenger is closed").into());
-            return Ok(promise);
-        }
         let new = s.remote.insert(pattern.to_owned(), ()).is_none();
         if !new && s.acked.iter().any(|p| p == pattern) {
             drop(s);
@@ -352,14 +349,11 @@ impl Messenger {
     /// While disconnected it waits for the next connection; rejects with
     /// `CLOSED` when the messenger closes first.
     pub fn flush(&self) -> Promise {
+        if self.state.borrow().status == Status::Closed {
+            return closed_promise();
+        }
         let (promise, resolve, reject) = new_promise();
         let mut s = self.state.borrow_mut();
-        if s.status == Status::Closed {
-            drop(s);
-            let _ =
-                reject.call1(&JsValue::UNDEFINED, &Error::new("CLOSED", "the messenger is closed").into());
-            return promise;
-        }
         let nonce = s.take_ack();
         s.flush_waiters.push((nonce, resolve, reject));
         if s.status == Status::Open {
@@ -953,6 +947,11 @@ fn handle_close(shared: &Rc<RefCell<State>>, code: u16) -> Effects {
         open_socket(&shared);
     }));
     effects
+}
+
+/// A promise rejected with `CLOSED`.
+fn closed_promise() -> Promise {
+    Promise::reject(&Error::new("CLOSED", "the messenger is closed").into())
 }
 
 /// A promise with its resolve and reject functions.
