@@ -49,16 +49,43 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use swarmbus_core::envelope::{self, Limits};
-use swarmbus_core::{Priority, Router, SubscriptionId};
+use swarmbus_core::{CodecError, Priority, Router, SubscriptionId};
 
 use crate::error::BridgeError;
 use crate::metrics::{Metrics, PriorityLabel};
 use crate::outbox::{EventLimits, SlowReason};
 pub use crate::outbox::{Outbox, CLOSE_NORMAL, CLOSE_SLOW_CONSUMER};
-use crate::protocol::ServerFrame;
 
 /// Identifies a connected client.
 pub type ClientId = u64;
+
+/// The `event` frame for an envelope, encoded once per event and shared by
+/// every connection it goes to: the same bytes as
+/// `ServerFrame::Event { envelope }.encode()`, written with one allocation
+/// and one copy of the envelope. MessagePack cannot carry 4 GiB or more.
+pub fn event_frame(envelope: &[u8]) -> Result<Bytes, BridgeError> {
+    // {"t": "event", "envelope": bin}: a fixmap of 2, fixstr keys and value, a bin header.
+    const HEAD: &[u8] = b"\x82\xa1t\xa5event\xa8envelope";
+    let mut out = Vec::with_capacity(HEAD.len() + 5 + envelope.len());
+    out.extend_from_slice(HEAD);
+    match u32::try_from(envelope.len()) {
+        Ok(len @ 0..=0xff) => out.extend_from_slice(&[0xc4, len as u8]),
+        Ok(len @ 0..=0xffff) => {
+            out.push(0xc5);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        Ok(len) => {
+            out.push(0xc6);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        Err(_) => {
+            let (len, max) = (envelope.len(), u32::MAX as usize);
+            return Err(BridgeError::Codec(CodecError::TooLarge { field: "envelope", len, max }));
+        }
+    }
+    out.extend_from_slice(envelope);
+    Ok(Bytes::from(out))
+}
 
 struct Client {
     outbox: Arc<Outbox>,
@@ -200,7 +227,7 @@ impl Broker {
         let limits = Limits { max_payload: self.limits.max_envelope };
         let env = envelope::decode_ref(envelope_bytes, &limits).map_err(BridgeError::Codec)?;
         let priority = env.priority;
-        let frame = Bytes::from(ServerFrame::Event { envelope: envelope_bytes.to_vec() }.encode());
+        let frame = event_frame(envelope_bytes)?;
         let mut slow = Vec::new();
         let mut queued = 0;
         {
@@ -278,6 +305,7 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ServerFrame;
 
     fn broker(send_queue: usize) -> Broker {
         let limits = BrokerLimits {
@@ -318,6 +346,15 @@ mod tests {
             text.contains(r#"swarmbus_slow_consumer_disconnects_total{reason="queue_full"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn event_frames_are_the_protocol_encoding() {
+        for len in [0, 1, 255, 256, 65_535, 65_536, 300_000] {
+            let envelope: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let expected = ServerFrame::Event { envelope: envelope.clone() }.encode();
+            assert_eq!(event_frame(&envelope).unwrap()[..], expected[..], "{len} bytes");
+        }
     }
 
     #[tokio::test]
