@@ -331,6 +331,8 @@ where
         };
         let result = tokio::time::timeout(write_timeout, write).await;
         batch.clear();
+        // A burst's batch can hold hundreds of frames: do not keep that much for an idle client.
+        batch.shrink_to(IDLE_BATCH_CAPACITY);
         outbox.written(size);
         match result {
             Ok(Ok(())) => {}
@@ -351,6 +353,9 @@ where
         }
     }
 }
+
+/// Frames a writer's batch keeps room for between batches.
+const IDLE_BATCH_CAPACITY: usize = 16;
 
 /// Resolves at `deadline`, never without one.
 async fn until(deadline: Option<tokio::time::Instant>) {
