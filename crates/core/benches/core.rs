@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use serde_json::{json, Value};
 use swarmbus_core::breaker::BreakerConfig;
 use swarmbus_core::envelope::{self, Envelope, Limits};
+use swarmbus_core::protocol::ClientFrame;
 use swarmbus_core::topic::match_literal;
 use swarmbus_core::{
     BusConfig, CircuitBreaker, EventBus, EventId, Priority, PriorityQueue, Router, StateStore,
@@ -291,9 +292,48 @@ fn transcode(c: &mut Criterion) {
     group.finish();
 }
 
+/// A bridge frame: a real 1 MiB publish, and pings padded with about a million
+/// empty maps in an unknown field (refused at the padding's header when one
+/// array holds them all; skipped token by token when chunked within the cap),
+/// against rmp-serde, the decoder before issue 13.
+fn frames(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame");
+    let ping = |padding: &[u8]| {
+        let mut bytes =
+            vec![0x83, 0xa1, b't', 0xa4, b'p', b'i', b'n', b'g', 0xa5, b'n', b'o', b'n', b'c', b'e', 1];
+        bytes.extend([0xa3, b'p', b'a', b'd']);
+        bytes.extend(padding);
+        bytes
+    };
+    let mut flat = vec![0xdd];
+    flat.extend(1_000_000u32.to_be_bytes());
+    flat.extend(std::iter::repeat_n(0x80, 1_000_000));
+    let mut chunked = vec![0xdc];
+    chunked.extend(977u16.to_be_bytes());
+    for chunk in 0..977 {
+        let n: u16 = if chunk < 976 { 1024 } else { 576 };
+        chunked.push(0xdc);
+        chunked.extend(n.to_be_bytes());
+        chunked.extend(std::iter::repeat_n(0x80, n as usize));
+    }
+    let publish = ClientFrame::Publish { envelope: vec![7; 1 << 20], ack: Some(1) }.encode();
+    for (name, bytes) in
+        [("publish_1mib", publish), ("padded_flat", ping(&flat)), ("padded_chunked", ping(&chunked))]
+    {
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| ClientFrame::decode(black_box(&bytes)).is_ok())
+        });
+        group.bench_function(BenchmarkId::new("rmp_serde", name), |b| {
+            b.iter(|| rmp_serde::from_slice::<ClientFrame>(black_box(&bytes)).is_ok())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = bus, router, queue, breaker, store, codec, transcode
+    targets = bus, router, queue, breaker, store, codec, transcode, frames
 }
 criterion_main!(benches);
