@@ -24,6 +24,7 @@ pub mod report;
 pub mod server;
 pub mod simulator;
 pub mod static_files;
+mod writer;
 
 /// The wire protocol, shared with the wasm `Messenger` (defined in `swarmbus-core`).
 pub use swarmbus_core::protocol;

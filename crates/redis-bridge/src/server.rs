@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures_util::{Sink, SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,10 +20,10 @@ use crate::config::Config;
 use crate::error::BridgeError;
 use crate::http_api::HttpError;
 use crate::metrics::Metrics;
-use crate::outbox::SlowReason;
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
 use crate::relay::{RedisRelay, Reply};
 use crate::report::{KindSlots, Reporter};
+use crate::writer::{write_frames, WriterEnd};
 
 /// Close code sent to a client that keeps sending invalid frames (RFC 6455 policy violation).
 pub const CLOSE_POLICY: u16 = 1008;
@@ -302,60 +302,6 @@ async fn ws_upgrade(State(bridge): State<Arc<Bridge>>, upgrade: WebSocketUpgrade
 
 /// Close code for a frame larger than `--max-frame` (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
-
-/// How a connection's writer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriterEnd {
-    /// Everything queued was written, then the close frame.
-    Closed,
-    /// The socket failed (the client is gone) or the writer was aborted.
-    Broken,
-    /// A batch was not written within `--write-timeout`: the client was cut off.
-    TimedOut,
-}
-
-/// Writes what the outbox holds to `sink`, batch by batch: each batch is fed
-/// frame by frame and flushed once (one socket write for many small frames),
-/// and must be written within `write_timeout`. Then the close frame.
-async fn write_frames<S>(mut sink: S, outbox: Arc<Outbox>, write_timeout: std::time::Duration) -> WriterEnd
-where
-    S: Sink<Message> + Unpin,
-{
-    let mut batch = Vec::new();
-    while let Some(size) = outbox.next_batch(&mut batch).await {
-        let write = async {
-            for frame in batch.drain(..) {
-                sink.feed(Message::Binary(frame)).await?;
-            }
-            sink.flush().await
-        };
-        let result = tokio::time::timeout(write_timeout, write).await;
-        batch.clear();
-        // A burst's batch can hold hundreds of frames: do not keep that much for an idle client.
-        batch.shrink_to(IDLE_BATCH_CAPACITY);
-        outbox.written(size);
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return WriterEnd::Broken,
-            Err(_) => {
-                outbox.cut(SlowReason::WriteTimeout);
-                return WriterEnd::TimedOut;
-            }
-        }
-    }
-    let close = CloseFrame { code: outbox.close_code(), reason: "".into() };
-    match tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(close)))).await {
-        Ok(Ok(())) => WriterEnd::Closed,
-        Ok(Err(_)) => WriterEnd::Broken,
-        Err(_) => {
-            outbox.cut(SlowReason::WriteTimeout);
-            WriterEnd::TimedOut
-        }
-    }
-}
-
-/// Frames a writer's batch keeps room for between batches.
-const IDLE_BATCH_CAPACITY: usize = 16;
 
 /// Resolves at `deadline`, never without one.
 async fn until(deadline: Option<tokio::time::Instant>) {
