@@ -489,7 +489,7 @@ export class Bus {
     if (level.deadlines !== null) for (let i = 0; i < count; i++) level.deadlines.push(-1);
     this._size += count;
     this._m.published[priority] += count;
-    if (this._autoDrain && !this._scheduled) this._schedule();
+    if (this._autoDrain && !this._scheduled) this._schedule(true);
     return count;
   }
 
@@ -519,11 +519,17 @@ export class Bus {
       return;
     }
     this._enqueue(event, route, ttlMs);
-    if (this._autoDrain && !this._scheduled) this._schedule();
+    if (this._autoDrain && !this._scheduled) this._schedule(true);
   }
 
-  _schedule() {
+  /**
+   * Schedules the automatic drain: a microtask, unless this is the 64th drain
+   * in a row scheduled by what handlers published (`fresh` is false then), in
+   * which case a timer lets the event loop breathe first.
+   */
+  _schedule(fresh) {
     this._scheduled = true;
+    if (fresh) this._chained = 0;
     if (this._chained < MAX_CHAINED_MICROTASK_DRAINS) {
       this._chained++;
       queueMicrotask(this._auto);
@@ -679,7 +685,7 @@ export class Bus {
         // QUEUE_FULL: counted as rejected by _enqueue, as core does.
       }
     }
-    if (this._autoDrain && !this._scheduled && this._size > 0) this._schedule();
+    if (this._autoDrain && !this._scheduled && this._size > 0) this._schedule(false);
   }
 
   /** A handler threw (or its promise rejected): breaker, counters, onError or console.error. */

@@ -43,6 +43,18 @@ test('bus: a handler that republishes forever does not starve the event loop', a
   await sleep(20); // a timer fires: the loop yields to the event loop
   assert.ok(calls > 64, `the loop ran (${calls} calls)`);
   bus.free();
+  // Regression: the count of chained drains was never reset, so after 64 drains
+  // in all (not in a row) every later delivery waited for a timer.
+  const fresh = new Bus();
+  let seen = 0;
+  fresh.subscribe('t', () => { seen++; });
+  for (let i = 1; i <= 100; i++) {
+    fresh.publish('t', i);
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.equal(seen, i, `publish ${i} delivered within the task`);
+  }
+  fresh.free();
 });
 
 test('bus: priorities are integers 0–9 on every entry point', () => {
