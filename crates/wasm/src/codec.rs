@@ -140,6 +140,15 @@ pub fn encode_envelope(
     if let Some(priority) = priority_from_js(&priority)? {
         set(fields.unchecked_ref(), "priority", &priority.get().into());
     }
+    // serde-wasm-bindgen describes a mistyped object with wasm-bindgen's debug
+    // formatter, which reads it (Proxy traps, getters): only primitives reach it.
+    for key in js_sys::Object::keys(fields.unchecked_ref::<Object>()).iter() {
+        let key = key.as_string().unwrap_or_default();
+        let value = Reflect::get(&fields, &key.as_str().into()).unwrap_or(JsValue::UNDEFINED);
+        if key != "payload" && (value.is_object() || value.is_function()) {
+            return Err(Error::invalid(format_args!("`{key}` must be a string or a number")));
+        }
+    }
     let input: EnvelopeInput<JsPayload> = serde_wasm_bindgen::from_value(fields).map_err(Error::invalid)?;
     let envelope =
         input.into_envelope(next_envelope_id, js_sys::Date::now() as u64, |p| payload_bytes(p.0))?;

@@ -97,7 +97,10 @@ async function throwEverywhere(store, breaker, rounds) {
   const cases = [
     ['encode', (v) => encode(v), HOSTILE_VALUES],
     ['encodeEnvelope payload', (v) => encodeEnvelope({ topic: 'a.b', payload: v }), HOSTILE_VALUES],
-    ['encodeEnvelope input', (v) => encodeEnvelope(v), [...HOSTILE_VALUES.slice(0, 3), { topic: 'a.b', get payload() { boom(); } }]],
+    ['encodeEnvelope input', (v) => encodeEnvelope(v), [
+      ...HOSTILE_VALUES.slice(0, 3), { topic: 'a.b', get payload() { boom(); } },
+      { topic: trap(), payload: 1 }, { topic: 'a.b', payload: 1, sender: trap() }, { topic: 'a.b', payload: 1, id: trap([]) },
+    ]],
     ['decode', (b) => decode(b), HOSTILE_BYTES],
     ['decodeEnvelope', (b) => decodeEnvelope(b), HOSTILE_BYTES],
     ['peekHeader', (b) => peekHeader(b), HOSTILE_BYTES],
