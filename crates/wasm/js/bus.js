@@ -302,7 +302,16 @@ export class Bus {
   constructor(options) {
     if (options === undefined || options === null) options = {};
     else if (typeof options !== 'object') throw error('INVALID_ARGUMENT', 'Bus options must be an object');
-    const { capacity, breaker, routeCache, onError, autoDrain } = options;
+    let capacity;
+    let breaker;
+    let routeCache;
+    let onError;
+    let autoDrain;
+    try {
+      ({ capacity, breaker, routeCache, onError, autoDrain } = options);
+    } catch (thrown) {
+      throw invalid('reading Bus options threw', thrown);
+    }
     if (capacity !== undefined && (typeof capacity !== 'number' || !(capacity >= 0))) throw error('INVALID_ARGUMENT', 'capacity must be a non-negative number');
     if (routeCache !== undefined && (typeof routeCache !== 'number' || !(routeCache >= 0))) throw error('INVALID_ARGUMENT', 'routeCache must be a non-negative number');
     if (onError !== undefined && onError !== null && typeof onError !== 'function') throw error('INVALID_ARGUMENT', 'onError must be a function');
@@ -357,8 +366,14 @@ export class Bus {
     }
     if (options !== undefined && options !== null && typeof options !== 'object') throw error('INVALID_ARGUMENT', 'subscribe options must be an object');
     if (typeof pattern !== 'string') throw error('INVALID_PATTERN', 'a pattern is a string');
-    const once = options?.once === true;
-    const bufferSize = options?.bufferSize ?? DEFAULT_BUFFER;
+    let once;
+    let bufferSize;
+    try {
+      once = options?.once === true;
+      bufferSize = options?.bufferSize ?? DEFAULT_BUFFER;
+    } catch (thrown) {
+      throw invalid('reading subscribe options threw', thrown);
+    }
     if (typeof bufferSize !== 'number' || !(bufferSize >= 1)) throw error('INVALID_ARGUMENT', 'bufferSize must be a positive number');
     const id = this._router.subscribe(pattern);
     const subscription = new Subscription(this, id, pattern, bufferSize);
@@ -383,10 +398,7 @@ export class Bus {
   unsubscribe(subscription) {
     if (this._freed) throw freed('unsubscribe');
     const id = typeof subscription === 'object' && subscription !== null ? subscription.id : subscription;
-    const record = this._subs.get(id);
-    const removed = this._unsubscribe(id);
-    if (record) record.subscription._close();
-    return removed;
+    return this._unsubscribe(id);
   }
 
   _unsubscribe(id) {
@@ -395,6 +407,7 @@ export class Bus {
     if (record === undefined) return false;
     record.active = false;
     record.plain = false;
+    record.subscription._close(); // an iterating `for await` ends
     this._subs.delete(id);
     this._router.unsubscribe(id);
     if (this._breakers !== null) this._breakers.remove(id);

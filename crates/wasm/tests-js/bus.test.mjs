@@ -256,3 +256,17 @@ test('boundary: 100 000 throws through Bus and CoreBus entry points, then both w
   core.free();
   bus.free();
 });
+
+test('bus: a once subscription iterated with for await ends after its event; throwing options are INVALID_ARGUMENT', async () => {
+  const bus = new Bus();
+  const sub = bus.subscribe('one.>', { once: true });
+  bus.publish('one.x', 'only');
+  bus.publish('one.y', 'never');
+  const got = [];
+  for await (const event of sub) got.push(event.payload);
+  assert.deepEqual(got, ['only']);
+  const throwing = { get once() { throw new Error('getter'); } };
+  assert.throws(() => bus.subscribe('a', () => {}, throwing), code('INVALID_ARGUMENT'));
+  assert.throws(() => new Bus({ get capacity() { throw new Error('getter'); } }), code('INVALID_ARGUMENT'));
+  bus.free();
+});
