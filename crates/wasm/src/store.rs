@@ -26,7 +26,7 @@ pub struct StateStore {
 /// (wasm-bindgen's own `&str` glue would call a non-string's `length` and
 /// `charCodeAt`, and leak its buffer when they throw).
 fn key_of(key: &JsValue) -> Result<String> {
-    key.as_string().ok_or_else(|| Error::invalid("a key must be a string"))
+    key.as_string().ok_or_else(|| Error::invalid("a key or label must be a string"))
 }
 
 /// A JS value as a state value: encoded as `encode` does (guarded, depth
@@ -126,8 +126,15 @@ impl StateStore {
     }
 
     /// Records the current state in O(1); returns the snapshot id.
-    pub fn snapshot(&self, label: Option<String>) -> f64 {
-        self.inner.borrow_mut().snapshot(label.as_deref()).0 as f64
+    pub fn snapshot(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "string | null")] label: Option<JsValue>,
+    ) -> Result<f64> {
+        let label = match label {
+            Some(label) if !label.is_null() && !label.is_undefined() => Some(key_of(&label)?),
+            _ => None,
+        };
+        Ok(self.inner.borrow_mut().snapshot(label.as_deref()).0 as f64)
     }
 
     /// Returns to snapshot `id`; returns the new version.

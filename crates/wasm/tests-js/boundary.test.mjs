@@ -110,6 +110,7 @@ async function throwEverywhere(store, breaker, rounds) {
     ['StateStore.apply', (v) => store.apply(v), [...HOSTILE_VALUES, { fromVersion: 0, toVersion: 1, ops: [{ op: 'set', key: 'k', value: trap() }] }]],
     ['StateStore.fromBytes', (b) => StateStore.fromBytes(b), HOSTILE_BYTES],
     ['StateStore keys', (k) => store.get(k) ?? store.set(k, 1), [['k'], { length: 2, charCodeAt: boom }, 7]],
+    ['StateStore.snapshot label', (label) => store.snapshot(label), [['x'], { length: 2, charCodeAt: boom }]],
     ['new CircuitBreaker', (o) => new CircuitBreaker(o), HOSTILE_OPTIONS],
     ['CircuitBreaker.fromJSON', (o) => CircuitBreaker.fromJSON(o), HOSTILE_OPTIONS],
     ['CircuitBreaker.run options', (o) => breaker.run(() => 1, o), [{ get priority() { boom(); } }, trap()]],

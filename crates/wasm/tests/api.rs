@@ -151,11 +151,11 @@ async fn circuit_breaker_runs_sync_and_async_calls() {
 fn state_store_versions_snapshots_diffs_and_bytes() {
     let store = StateStore::new(None);
     assert_eq!(store.set("phase".into(), "plan".into()).unwrap(), 1.0);
-    let first = store.snapshot(Some("plan".into()));
+    let first = store.snapshot(Some("plan".into())).unwrap();
     store.merge("agents".into(), json(r#"{"a1":"idle"}"#)).unwrap();
     assert_eq!(store.compare_and_set("phase".into(), 1.0, "act".into()).unwrap(), 3.0);
     assert_eq!(store.compare_and_set("phase".into(), 1.0, "x".into()).unwrap_err().code, "VERSION_CONFLICT");
-    let second = store.snapshot(None);
+    let second = store.snapshot(None).unwrap();
     let patch = store.diff(first, second).unwrap();
     assert_eq!(get(&patch, "ops").unchecked_into::<Array>().length(), 2);
     store.restore(first).unwrap();
