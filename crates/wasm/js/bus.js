@@ -451,7 +451,7 @@ export class Bus {
     const priority = publishOptions(options);
     const deadline = ttl;
     const route = this._route(topic); // validates the topic (INVALID_TOPIC)
-    const id = this._link === null ? nextEventId++ : this._link.forward(topic, payload, priority, deadline);
+    const id = this._link === null || !this._link.forwards(topic) ? nextEventId++ : this._link.forward(topic, payload, priority, deadline);
     this._accept({ id, topic, priority, timestamp: clock(), payload }, route, deadline);
     return id;
   }
@@ -465,10 +465,11 @@ export class Bus {
     priority = checkPriority(priority);
     if (!Array.isArray(payloads)) throw error('INVALID_ARGUMENT', 'publishBatch takes an array of payloads');
     const route = this._route(topic);
+    const forwarded = this._link !== null && this._link.forwards(topic);
     let count;
     try {
       count = payloads.length;
-      if (this._link === null && !this._draining && this._size + count <= this._capacity) return this._batchFast(topic, payloads, priority, route, count);
+      if (!forwarded && !this._draining && this._size + count <= this._capacity) return this._batchFast(topic, payloads, priority, route, count);
     } catch (thrown) {
       throw invalid('reading the publishBatch array threw', thrown);
     }
@@ -480,7 +481,7 @@ export class Bus {
       } catch (thrown) {
         throw invalid('reading the publishBatch array threw', thrown);
       }
-      const id = this._link !== null ? this._link.forward(topic, payload, priority, -1) : nextEventId++;
+      const id = forwarded ? this._link.forward(topic, payload, priority, -1) : nextEventId++;
       this._accept({ id, topic, priority, timestamp, payload }, route, -1);
     }
     return count;
@@ -875,10 +876,31 @@ export class MessengerLink {
     this.bus = bus;
     this.core = new CoreBus({ breaker: false });
     this.local = new Set();
+    /** The Messenger's forward patterns, mirrored: a local publish no pattern matches stays in JS. */
+    this.patterns = new Router();
+    this.patternIds = new Map();
     this.core.subscribe('>', (event) => {
       if (this.local.delete(event.id)) return; // our own publish, already queued in the JS bus
       this.bus._publishRemote(event.id, event.topic, event.payload, event.priority, event.timestamp);
     });
+  }
+
+  /** Mirrors `Messenger.forward(pattern)` (already accepted by the Messenger). */
+  addForward(pattern) {
+    if (!this.patternIds.has(pattern)) this.patternIds.set(pattern, this.patterns.add(pattern, true));
+  }
+
+  /** Mirrors `Messenger.stopForwarding(pattern)`. */
+  removeForward(pattern) {
+    const id = this.patternIds.get(pattern);
+    if (id === undefined) return;
+    this.patternIds.delete(pattern);
+    this.patterns.remove(id);
+  }
+
+  /** True when the Messenger sends local publishes on `topic` to the bridge. */
+  forwards(topic) {
+    return this.patternIds.size > 0 && this.patterns.match(topic).length > 0;
   }
 
   forward(topic, payload, priority, ttlMs) {
@@ -905,6 +927,7 @@ export class MessengerLink {
 
   free() {
     this.core.free();
+    this.patterns.free();
   }
 }
 

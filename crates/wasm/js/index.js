@@ -91,6 +91,23 @@ export function Messenger(bus, options) {
     throw error;
   }
   bus._link = link;
+  // The forward patterns, mirrored so that a local publish none matches stays in JS.
+  try {
+    for (const pattern of options?.forward ?? []) link.addForward(pattern);
+  } catch {
+    // The Messenger read the same option without error; nothing to mirror otherwise.
+  }
+  const forward = messenger.forward;
+  messenger.forward = function (pattern) {
+    forward.call(this, pattern);
+    link.addForward(pattern);
+  };
+  const stopForwarding = messenger.stopForwarding;
+  messenger.stopForwarding = function (pattern) {
+    const stopped = stopForwarding.call(this, pattern);
+    if (stopped) link.removeForward(pattern);
+    return stopped;
+  };
   // A pattern declared once: `messenger.subscribe(pattern, handler, options)` also
   // subscribes `handler` on the bus (remote and local events); the promise
   // resolves with the bus Subscription once the bridge acknowledged the pattern.

@@ -325,6 +325,17 @@ test('a pattern declared once: messenger.subscribe(pattern, handler) hears remot
   await until(() => heard.length === 2, 5_000, 'one remote and one local event');
   assert.deepEqual(heard.sort(), [['team.local', 'from here'], ['team.remote', 'from the other bus']]);
   assert.equal(m.stats().echoes, 1, 'our own forwarded event came back once and was dropped as an echo');
+  // Forward patterns can change: a local publish no pattern matches is not sent.
+  const sent = m.stats().sent;
+  assert.equal(m.stopForwarding('team.>'), true);
+  bus.publish('team.quiet', 'stays local');
+  await m.flush();
+  assert.equal(m.stats().sent, sent, 'not forwarded any more');
+  m.forward('team.>');
+  bus.publish('team.loud', 'forwarded again');
+  await m.flush();
+  assert.equal(m.stats().sent, sent + 1);
+  await until(() => heard.length === 4, 5_000, 'both local events heard locally');
   m.free();
   mo.free();
 });
