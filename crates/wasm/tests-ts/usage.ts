@@ -7,7 +7,8 @@ import {
   peekHeader, version,
 } from 'swarmbus/node';
 import type {
-  BreakerState, BusEvent, DecodedEnvelope, ErrorCode, MessengerState, Patch, SwarmbusError,
+  BreakerState, BreakerTransition, BusEvent, DecodedEnvelope, ErrorCode, MessengerState, Patch, Subscription,
+  SwarmbusError,
 } from 'swarmbus/node';
 import { WebSocket } from 'ws';
 
@@ -45,6 +46,16 @@ const state: BreakerState | undefined = bus.breakerState(1)?.state;
 bus.onError((error, subscriptionId) => console.error(error, subscriptionId));
 bus.onError(null);
 const queued: number = bus.metrics().byPriority.queued[9];
+bus.on('open', (t: BreakerTransition) => console.log(t.subscription, t.from, t.to, t.at));
+// @ts-expect-error breaker events are 'open' | 'halfOpen' | 'close'
+bus.on('opened', () => {});
+// A subscription without a handler is iterated; its events are typed.
+const iterated = bus.subscribe<Task>('swarm.beta.task');
+for await (const event of iterated) {
+  const job: number = event.payload.job;
+  console.log(job, iterated.id, iterated.pattern, iterated.overflowed);
+  break;
+}
 console.log(delivered, drainedSome, state, queued, bus.queued);
 
 // Messenger: optional options, typed callbacks, a typed WebSocket option.
@@ -60,8 +71,16 @@ const messenger = new Messenger(bus, {
     console.log(code);
   },
 });
-await messenger.connect('ws://127.0.0.1:8080/ws');
+const { session } = await messenger.connect('ws://127.0.0.1:8080/ws');
 await messenger.connect('ws://127.0.0.1:8080/ws', { token: process.env.SWARMBUS_TOKEN });
+// A pattern declared once: the handler is typed, the promise gives its Subscription.
+const remote: Subscription<Task> = await messenger.subscribe<Task>('swarm.*.task', (event) => {
+  const agent: string = event.payload.agent;
+  console.log(session, agent);
+});
+await messenger.subscribe('swarm.>'); // remote only: resolves with nothing
+await messenger.flush();
+remote.unsubscribe();
 // @ts-expect-error state is a union of literals
 const wrong: typeof messenger.state = 'opened';
 console.log(wrong, messenger.stats().droppedByPriority[8]);
