@@ -130,7 +130,14 @@ async function startWasm(swarms) {
     breaker: { failureThreshold: 5, openMs: 2_000, halfOpenProbes: 1 },
     onError: () => { stats.handlerFailures += 1; },
   });
-  bus.subscribe('swarm.>', (event) => record(event.priority, event.payload, 'wasm'));
+  const messenger = new Messenger(bus, {
+    maxBackoffMs: 2_000,
+    onState: (state) => showConnection(state),
+    onError: (error) => console.warn('bridge refused a frame:', error.code, error.message),
+  });
+  // Declared once: remote events on `swarm.>` (the bridge acknowledges the
+  // pattern after the welcome) and local ones reach this handler.
+  const counted = messenger.subscribe('swarm.>', (event) => record(event.priority, event.payload, 'wasm'));
 
   const stores = new Map();
   const workers = new Map();
@@ -159,13 +166,8 @@ async function startWasm(swarms) {
     bus.on(name, (t) => lastTransition.set(t.subscription, t));
   }
 
-  const messenger = new Messenger(bus, {
-    subscribe: ['swarm.>'],
-    maxBackoffMs: 2_000,
-    onState: (state) => showConnection(state),
-    onError: (error) => console.warn('bridge refused a frame:', error.code, error.message),
-  });
   await messenger.connect(WS_URL);
+  await counted;
   showConnection(messenger.state);
   return { bus, messenger, stores, workers, lastTransition };
 }
