@@ -13,7 +13,7 @@
 //!
 //! Each client has two send lanes (see [`crate::outbox`]): control frames
 //! (`welcome`, `ack`, `error`, `pong`) in their own lane, and events in a
-//! queue of at most `--send-queue` frames (default 4 096) and
+//! queue of at most `--send-queue` frames (default 16 384) and
 //! `--send-queue-bytes` bytes (default 4 MiB, counting what the writer has
 //! taken but not yet written), most urgent first, FIFO within a priority.
 //!

@@ -22,8 +22,10 @@ pub struct Config {
     /// Most subscriptions one connection may hold.
     #[arg(long, env = "SWARMBUS_MAX_SUBSCRIPTIONS", default_value_t = 256)]
     pub max_subscriptions: usize,
-    /// Event frames queued per client before the overflow policy applies.
-    #[arg(long, env = "SWARMBUS_SEND_QUEUE", default_value_t = 4096)]
+    /// Event frames queued per client before the overflow policy applies
+    /// (memory is bounded by `--send-queue-bytes`; this bounds the count of
+    /// small frames, each about 32 bytes of bookkeeping).
+    #[arg(long, env = "SWARMBUS_SEND_QUEUE", default_value_t = 16_384)]
     pub send_queue: usize,
     /// Bytes of event frames queued (or being written) per client before the
     /// overflow policy applies (one frame always fits an empty queue).

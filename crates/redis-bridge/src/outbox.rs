@@ -44,6 +44,8 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CONTROL_FRAMES: usize = 4096;
 /// Most bytes of control frames queued for one client.
 pub const CONTROL_BYTES: usize = 1024 * 1024;
+/// Frames an empty queue keeps room for after a burst.
+const IDLE_ROOM: usize = 16;
 /// The writer takes frames until a batch holds at least this many bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;
 
@@ -112,6 +114,17 @@ struct Lanes {
 impl Lanes {
     fn queued_bytes(&self) -> usize {
         self.control_bytes + self.event_bytes + self.in_flight
+    }
+
+    /// Gives back what a burst made the empty queues grow to, so that an
+    /// idle client keeps little memory.
+    fn release_idle_room(&mut self) {
+        if self.control.is_empty() && self.control.capacity() > IDLE_ROOM {
+            self.control.shrink_to(IDLE_ROOM);
+        }
+        for level in self.events.iter_mut().filter(|l| l.is_empty() && l.capacity() > IDLE_ROOM) {
+            level.shrink_to(IDLE_ROOM);
+        }
     }
 
     fn pop_event(&mut self, level: usize) -> Option<Bytes> {
@@ -296,6 +309,7 @@ impl Outbox {
                 }
                 if !batch.is_empty() {
                     lanes.in_flight += size;
+                    lanes.release_idle_room();
                     return Some(size);
                 }
             }
@@ -450,6 +464,21 @@ mod tests {
         assert!(!outbox.push_event(p(9), frame(9, 600)).queued, "600 bytes are still being written");
         outbox.written(in_flight);
         assert!(outbox.push_event(p(9), frame(9, 600)).queued);
+    }
+
+    #[tokio::test]
+    async fn an_idle_client_keeps_little_room_after_a_burst() {
+        let (outbox, _) = outbox(100_000, 1 << 30);
+        for _ in 0..10_000 {
+            assert!(outbox.push_event(p(3), frame(3, 10)).queued);
+        }
+        let mut batch = Vec::new();
+        while outbox.lock().event_frames > 0 {
+            let size = outbox.next_batch(&mut batch).await.unwrap();
+            outbox.written(size);
+            batch.clear();
+        }
+        assert!(outbox.lock().events[3].capacity() <= IDLE_ROOM, "10,000 slots kept for an idle client");
     }
 
     #[tokio::test]
