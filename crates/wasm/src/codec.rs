@@ -59,7 +59,7 @@ extern "C" {
 pub fn decode_js(
     #[wasm_bindgen(unchecked_param_type = "Uint8Array | number[]")] bytes: JsValue,
 ) -> Result<JsValue> {
-    decode(&bytes_from_js(&bytes)?)
+    with_bytes(&bytes, decode)
 }
 
 /// [`decode_js`] of bytes already in wasm memory.
@@ -160,8 +160,11 @@ pub fn encode_envelope(
 pub fn decode_envelope(
     #[wasm_bindgen(unchecked_param_type = "Uint8Array | number[]")] bytes: JsValue,
 ) -> Result<JsValue> {
-    let bytes = bytes_from_js(&bytes)?;
-    let env = envelope::decode_ref(&bytes, &envelope::Limits::default())?;
+    with_bytes(&bytes, envelope_object)
+}
+
+fn envelope_object(bytes: &[u8]) -> Result<JsValue> {
+    let env = envelope::decode_ref(bytes, &envelope::Limits::default())?;
     let optional = |value: Option<&str>| value.map_or(JsValue::UNDEFINED, JsValue::from_str);
     Ok(make_envelope(
         &u64_to_js(env.id),
@@ -246,11 +249,37 @@ fn copy_in(bytes: &JsValue, out: &mut [u8]) -> Result<usize> {
 /// `INVALID_ARGUMENT` (wasm-bindgen's own `&[u8]` glue would leak its buffer).
 pub(crate) fn bytes_from_js(bytes: &JsValue) -> Result<Vec<u8>> {
     let len = copy_in(bytes, &mut [])?;
+    read_all(bytes, len)
+}
+
+fn read_all(bytes: &JsValue, len: usize) -> Result<Vec<u8>> {
     let mut out = vec![0; len];
     if copy_in(bytes, &mut out)? != len {
         return Err(Error::invalid("the bytes changed while being read"));
     }
     Ok(out)
+}
+
+thread_local! {
+    /// Where `with_bytes` copies inputs up to its size, in one call, without a fresh allocation.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Calls `f` with the bytes of a JS `Uint8Array` (or array of numbers), copied
+/// by the guarded helper: inputs up to 16 KiB into a reused scratch buffer in
+/// one call, larger ones into a fresh `Vec`.
+pub(crate) fn with_bytes<T>(bytes: &JsValue, f: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+    const SCRATCH_SIZE: usize = 16 * 1024;
+    // Taken out of the cell, so a re-entrant call finds it empty and makes its own.
+    let mut scratch = SCRATCH.with(Cell::take);
+    scratch.resize(SCRATCH_SIZE, 0);
+    let result = match copy_in(bytes, &mut scratch) {
+        Ok(len) if len <= SCRATCH_SIZE => f(&scratch[..len]),
+        Ok(len) => read_all(bytes, len).and_then(|all| f(&all)),
+        Err(e) => Err(e),
+    };
+    SCRATCH.with(|cell| cell.set(scratch));
+    result
 }
 
 #[wasm_bindgen(module = "/src/helpers.js")]
