@@ -446,11 +446,27 @@ export class Bus {
    */
   publish(topic, payload, options) {
     if (this._freed) throw freed('publish');
-    const priority = publishOptions(options);
-    const deadline = ttl;
+    let priority;
+    let deadline = -1;
+    if (typeof options === 'number' && options >= 0 && options <= 9 && (options | 0) === options) {
+      priority = options;
+    } else {
+      priority = publishOptions(options);
+      deadline = ttl;
+    }
     const route = this._route(topic); // validates the topic (INVALID_TOPIC)
     const id = this._link === null || !this._link.forwards(topic) ? nextEventId++ : this._link.forward(topic, payload, priority, deadline);
-    this._accept({ id, topic, priority, timestamp: clock(), payload }, route, deadline);
+    const event = { id, topic, priority, timestamp: clock(), payload };
+    const level = this._levels[priority];
+    if (deadline < 0 && level.deadlines === null && !this._draining && this._size < this._capacity) {
+      // The common case: room, no TTL, not inside a handler.
+      level.items.push(event, route);
+      this._size++;
+      this._m.published[priority]++;
+      if (this._autoDrain && !this._scheduled) this._schedule(true);
+      return id;
+    }
+    this._accept(event, route, deadline);
     return id;
   }
 
@@ -605,78 +621,84 @@ export class Bus {
     let calls = 0;
     let events = 0;
     try {
-      for (let p = LEVELS - 1; p >= 0 && events < limit;) {
+      for (let p = LEVELS - 1; p >= 0 && events < limit; p--) {
         const level = levels[p];
         const items = level.items;
-        const head = level.head;
-        if (head === items.length) {
-          if (head !== 0) this._reset(level);
-          p--;
-          continue;
-        }
-        // The slots are not cleared one by one: the level is truncated once it is empty.
-        const event = items[head];
-        let route = items[head + 1];
-        level.head = head + 2;
-        this._size--;
-        events++;
-        if (level.deadlines !== null) {
-          const deadline = level.deadlines[head >> 1];
-          if (deadline >= 0 && now > deadline) {
-            m.expired[p]++;
+        const deadlines = level.deadlines;
+        // Handlers cannot add to a level during the drain (their publishes wait in
+        // `_pending`), so the level is walked with a local cursor.
+        for (let head = level.head; head < items.length && events < limit;) {
+          // The slots are not cleared one by one: the level is truncated once it is empty.
+          const event = items[head];
+          let route = items[head + 1];
+          if (deadlines !== null) {
+            const deadline = deadlines[head >> 1];
+            head += 2;
+            level.head = head;
+            this._size--;
+            events++;
+            if (deadline >= 0 && now > deadline) {
+              m.expired[p]++;
+              continue;
+            }
+          } else {
+            head += 2;
+            level.head = head;
+            this._size--;
+            events++;
+          }
+          m.dispatched[p]++;
+          if (!route.valid) route = this._route(event.topic);
+          const subs = route.subs;
+          if (subs.length === 0) {
+            m.unrouted++;
             continue;
           }
-        }
-        m.dispatched[p]++;
-        if (!route.valid) route = this._route(event.topic);
-        const subs = route.subs;
-        if (subs.length === 0) {
-          m.unrouted++;
-          continue;
-        }
-        for (let i = 0; i < subs.length; i++) {
-          const sub = subs[i];
-          if (sub.plain) {
+          for (let i = 0; i < subs.length; i++) {
+            const sub = subs[i];
+            if (sub.plain) {
+              let returned;
+              try {
+                returned = sub.handler(event);
+              } catch (thrown) {
+                calls++;
+                this._failed(sub, event, thrown, -1, now);
+                continue;
+              }
+              calls++;
+              if (returned !== undefined && returned !== null && typeof returned.then === 'function') this._async(sub, event, returned, -1, now);
+              continue;
+            }
+            if (!sub.active) continue;
+            let handle = -1;
+            if (sub.mode === 2) {
+              const answer = this._breakers.acquire(sub.id, now, p);
+              if (answer === -1) {
+                m.skippedOpen[p]++;
+                continue;
+              }
+              handle = answer >> 2;
+              if ((answer & 1) !== 0) this._transitions();
+            }
             let returned;
             try {
               returned = sub.handler(event);
             } catch (thrown) {
               calls++;
-              this._failed(sub, event, thrown, -1, now);
+              this._failed(sub, event, thrown, handle, now);
+              if (sub.once) this._unsubscribe(sub.id);
               continue;
             }
             calls++;
-            if (returned !== undefined && returned !== null && typeof returned.then === 'function') this._async(sub, event, returned, -1, now);
-            continue;
-          }
-          if (!sub.active) continue;
-          let handle = -1;
-          if (sub.mode === 2) {
-            const answer = this._breakers.acquire(sub.id, now, p);
-            if (answer === -1) {
-              m.skippedOpen[p]++;
-              continue;
+            if (returned !== undefined && returned !== null && typeof returned.then === 'function') {
+              this._async(sub, event, returned, handle, now);
+            } else if (handle !== -1) {
+              this._settled(sub, this._breakers.settle(handle, true, now));
             }
-            handle = answer >> 2;
-            if ((answer & 1) !== 0) this._transitions();
-          }
-          let returned;
-          try {
-            returned = sub.handler(event);
-          } catch (thrown) {
-            calls++;
-            this._failed(sub, event, thrown, handle, now);
             if (sub.once) this._unsubscribe(sub.id);
-            continue;
           }
-          calls++;
-          if (returned !== undefined && returned !== null && typeof returned.then === 'function') {
-            this._async(sub, event, returned, handle, now);
-          } else if (handle !== -1) {
-            this._settled(sub, this._breakers.settle(handle, true, now));
-          }
-          if (sub.once) this._unsubscribe(sub.id);
         }
+        if (level.head === items.length && level.head !== 0) this._reset(level);
       }
     } finally {
       m.delivered += calls;
