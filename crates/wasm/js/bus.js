@@ -274,11 +274,11 @@ export class Subscription {
 /** What the queue holds per priority: events and (when any has a TTL) their deadlines. */
 class Level {
   constructor() {
-    /** event, route, event, route, ...: the route (a cache entry) the event had when queued. */
+    /** The queued events, oldest first from `head`. */
     this.items = [];
     /** Deadlines (ms, -1 none) per event, only once an event with a TTL was queued. */
     this.deadlines = null;
-    /** Index of the oldest event in `items` (even). */
+    /** Index of the oldest event in `items`. */
     this.head = 0;
   }
 }
@@ -454,19 +454,19 @@ export class Bus {
       priority = publishOptions(options);
       deadline = ttl;
     }
-    const route = this._route(topic); // validates the topic (INVALID_TOPIC)
+    this._route(topic); // validates the topic (INVALID_TOPIC)
     const id = this._link === null || !this._link.forwards(topic) ? nextEventId++ : this._link.forward(topic, payload, priority, deadline);
     const event = { id, topic, priority, timestamp: clock(), payload };
     const level = this._levels[priority];
     if (deadline < 0 && level.deadlines === null && !this._draining && this._size < this._capacity) {
       // The common case: room, no TTL, not inside a handler.
-      level.items.push(event, route);
+      level.items.push(event);
       this._size++;
       this._m.published[priority]++;
       if (this._autoDrain && !this._scheduled) this._schedule(true);
       return id;
     }
-    this._accept(event, route, deadline);
+    this._accept(event, deadline);
     return id;
   }
 
@@ -478,12 +478,12 @@ export class Bus {
     if (this._freed) throw freed('publishBatch');
     priority = checkPriority(priority);
     if (!Array.isArray(payloads)) throw error('INVALID_ARGUMENT', 'publishBatch takes an array of payloads');
-    const route = this._route(topic);
+    this._route(topic); // validates the topic (INVALID_TOPIC)
     const forwarded = this._link !== null && this._link.forwards(topic);
     let count;
     try {
       count = payloads.length;
-      if (!forwarded && !this._draining && this._size + count <= this._capacity) return this._batchFast(topic, payloads, priority, route, count);
+      if (!forwarded && !this._draining && this._size + count <= this._capacity) return this._batchFast(topic, payloads, priority, count);
     } catch (thrown) {
       throw invalid('reading the publishBatch array threw', thrown);
     }
@@ -496,19 +496,19 @@ export class Bus {
         throw invalid('reading the publishBatch array threw', thrown);
       }
       const id = forwarded ? this._link.forward(topic, payload, priority, -1) : nextEventId++;
-      this._accept({ id, topic, priority, timestamp, payload }, route, -1);
+      this._accept({ id, topic, priority, timestamp, payload }, -1);
     }
     return count;
   }
 
   /** The whole batch fits: no eviction, no refusal, straight into the level (all or nothing). */
-  _batchFast(topic, payloads, priority, route, count) {
+  _batchFast(topic, payloads, priority, count) {
     const timestamp = clock();
     const level = this._levels[priority];
     const items = level.items;
     const start = items.length;
     try {
-      for (let i = 0; i < count; i++) items.push({ id: nextEventId + i, topic, priority, timestamp, payload: payloads[i] }, route);
+      for (let i = 0; i < count; i++) items.push({ id: nextEventId + i, topic, priority, timestamp, payload: payloads[i] });
     } catch (thrown) {
       items.length = start; // a throwing element leaves nothing of this batch queued
       throw thrown;
@@ -528,25 +528,26 @@ export class Bus {
   publishEnvelope(bytes) {
     if (this._freed) throw freed('publishEnvelope');
     const header = peekHeader(bytes);
-    const route = this._route(header.topic);
+    this._route(header.topic); // validates the topic (INVALID_TOPIC)
     if (this._link !== null) this._link.forwardEnvelope(bytes);
-    this._accept({ id: header.id, topic: header.topic, priority: header.priority, timestamp: clock(), payload: bytes }, route, -1);
+    this._accept({ id: header.id, topic: header.topic, priority: header.priority, timestamp: clock(), payload: bytes }, -1);
     return header.id;
   }
 
   /** An event from elsewhere (the Messenger): queued like a publish, not forwarded again. */
   _publishRemote(id, topic, payload, priority, timestamp) {
     if (this._freed) return;
-    this._accept({ id, topic, priority, timestamp, payload }, this._route(topic), -1);
+    this._route(topic); // validates the topic (INVALID_TOPIC)
+    this._accept({ id, topic, priority, timestamp, payload }, -1);
   }
 
-  _accept(event, route, ttlMs) {
+  _accept(event, ttlMs) {
     if (this._draining) {
-      if (this._pending.length >= 3 * this._capacity) throw error('QUEUE_FULL', 'too many publishes from inside handlers during one drain');
-      this._pending.push(event, route, ttlMs);
+      if (this._pending.length >= 2 * this._capacity) throw error('QUEUE_FULL', 'too many publishes from inside handlers during one drain');
+      this._pending.push(event, ttlMs);
       return;
     }
-    this._enqueue(event, route, ttlMs);
+    this._enqueue(event, ttlMs);
     if (this._autoDrain && !this._scheduled) this._schedule(true);
   }
 
@@ -566,17 +567,17 @@ export class Bus {
     }
   }
 
-  _enqueue(event, route, ttlMs) {
+  _enqueue(event, ttlMs) {
     const p = event.priority;
     if (this._size >= this._capacity) this._evictFor(p);
     const level = this._levels[p];
     if (ttlMs >= 0) {
-      if (level.deadlines === null) level.deadlines = new Array(level.items.length >> 1).fill(-1);
+      if (level.deadlines === null) level.deadlines = new Array(level.items.length).fill(-1);
       level.deadlines.push(event.timestamp + ttlMs);
     } else if (level.deadlines !== null) {
       level.deadlines.push(-1);
     }
-    level.items.push(event, route);
+    level.items.push(event);
     this._size++;
     this._m.published[p]++;
   }
@@ -591,8 +592,7 @@ export class Bus {
     }
     const victim = this._levels[lowest];
     victim.items[victim.head] = undefined;
-    victim.items[victim.head + 1] = undefined;
-    victim.head += 2;
+    victim.head += 1;
     if (victim.head === victim.items.length) this._reset(victim);
     this._size--;
     this._m.evicted[lowest]++;
@@ -630,10 +630,9 @@ export class Bus {
         for (let head = level.head; head < items.length && events < limit;) {
           // The slots are not cleared one by one: the level is truncated once it is empty.
           const event = items[head];
-          let route = items[head + 1];
           if (deadlines !== null) {
-            const deadline = deadlines[head >> 1];
-            head += 2;
+            const deadline = deadlines[head];
+            head += 1;
             level.head = head;
             this._size--;
             events++;
@@ -642,14 +641,14 @@ export class Bus {
               continue;
             }
           } else {
-            head += 2;
+            head += 1;
             level.head = head;
             this._size--;
             events++;
           }
           m.dispatched[p]++;
-          if (!route.valid) route = this._route(event.topic);
-          const subs = route.subs;
+          // The route now (a burst on one topic skips even the Map lookup).
+          const subs = this._route(event.topic).subs;
           if (subs.length === 0) {
             m.unrouted++;
             continue;
@@ -712,9 +711,9 @@ export class Bus {
     const pending = this._pending;
     if (pending.length === 0) return;
     this._pending = [];
-    for (let i = 0; i < pending.length; i += 3) {
+    for (let i = 0; i < pending.length; i += 2) {
       try {
-        this._enqueue(pending[i], pending[i + 1], pending[i + 2]);
+        this._enqueue(pending[i], pending[i + 1]);
       } catch {
         // QUEUE_FULL: counted as rejected by _enqueue, as core does.
       }
@@ -843,7 +842,7 @@ export class Bus {
     const m = this._m;
     const sum = (a) => a.reduce((x, y) => x + y, 0);
     const dropped = m.evicted.map((e, p) => e + m.expired[p]);
-    const queued = this._levels.map((l) => (l.items.length - l.head) >> 1);
+    const queued = this._levels.map((l) => l.items.length - l.head);
     return {
       published: sum(m.published), delivered: m.delivered, dropped: sum(dropped) + sum(m.skippedOpen),
       rejected: sum(m.rejected), evicted: sum(m.evicted), expired: sum(m.expired), skippedOpen: sum(m.skippedOpen),
@@ -865,7 +864,7 @@ export class Bus {
   /** Events waiting for delivery. */
   get queued() {
     if (this._freed) throw freed('queued');
-    return this._size + this._pending.length / 3 + (this._link !== null ? this._link.waiting() : 0);
+    return this._size + this._pending.length / 2 + (this._link !== null ? this._link.waiting() : 0);
   }
 
   /** Releases the wasm parts; later calls throw FREED. Twice is harmless. */
