@@ -111,6 +111,10 @@ let clockReads = 0;
 const expireClock = () => { clockValid = false; };
 function clock() {
   if (clockValid && ++clockReads < 1024) return clockNow;
+  return readClock(); // kept out of line, so that `clock` itself inlines
+}
+
+function readClock() {
   clockNow = Date.now();
   clockReads = 0;
   if (!clockValid) {
