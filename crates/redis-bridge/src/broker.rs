@@ -199,6 +199,22 @@ impl Broker {
         true
     }
 
+    /// Ends every subscription of `client` whose pattern `keep` refuses (a
+    /// refreshed token that grants less); returns those patterns.
+    pub fn retain_subscriptions(&self, client: ClientId, mut keep: impl FnMut(&str) -> bool) -> Vec<String> {
+        let mut tables = self.tables();
+        let tables = &mut *tables;
+        let Some(entry) = tables.clients.get_mut(&client) else { return Vec::new() };
+        let ended: Vec<String> = entry.subscriptions.keys().filter(|p| !keep(p)).cloned().collect();
+        for pattern in &ended {
+            if let Some(id) = entry.subscriptions.remove(pattern) {
+                tables.router.unsubscribe(id);
+                tables.owners.remove(&id);
+            }
+        }
+        ended
+    }
+
     /// Validates an envelope from a publisher; returns its topic and priority.
     pub fn validate(&self, envelope_bytes: &[u8]) -> Result<(String, Priority), BridgeError> {
         let limits = Limits { max_payload: self.limits.max_envelope };

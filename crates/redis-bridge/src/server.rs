@@ -575,6 +575,14 @@ impl Session<'_> {
         let current = self.grants.as_ref().map(|g| g.subject.as_str());
         match self.bridge.authenticate(Some(token)) {
             Ok(grants) if Some(grants.subject.as_str()) == current => {
+                // Subscriptions the new token does not grant end (told, not a strike).
+                let ended = self.bridge.broker.retain_subscriptions(self.client, |p| grants.may_subscribe(p));
+                for pattern in ended {
+                    let error =
+                        BridgeError::Forbidden(format!("{pattern} with the refreshed token: unsubscribed"));
+                    self.bridge.metrics.error(error.code());
+                    self.outbox.send_control(&ServerFrame::error(error.code(), &error, None));
+                }
                 self.deadline = grants.expires_at().and_then(expiry_deadline);
                 self.grants = Some(grants);
                 if let Some(ack) = ack {

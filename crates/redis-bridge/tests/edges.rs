@@ -13,6 +13,7 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use swarmbus_bridge::config::Config;
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
 use swarmbus_bridge::server::{serve, Bridge};
+use swarmbus_core::{Envelope, Priority};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -272,4 +273,39 @@ async fn http_errors_are_json() {
     let (status, body) = http(addr, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status, 400);
     json_code(&body);
+}
+
+#[tokio::test]
+async fn a_refresh_that_grants_less_ends_the_subscriptions_it_no_longer_covers() {
+    // Regression (of the refresh frame): subscriptions outside the new token's grants were kept.
+    let (addr, _bridge) = start(with_auth()).await;
+    let wide = token(serde_json::json!({"sub": "agent", "exp": now() + 600, "subscribe": [">"]}));
+    let (mut ws, welcome) = hello(addr, Some(wide)).await;
+    assert!(matches!(welcome, ServerFrame::Welcome { .. }));
+    for (ack, pattern) in [(1, "keep.>"), (2, "drop.>")] {
+        send(&mut ws, &ClientFrame::Subscribe { pattern: pattern.into(), ack: Some(ack) }).await;
+        assert_eq!(recv(&mut ws).await, ServerFrame::Ack { ack });
+    }
+    let narrow = token(serde_json::json!({"sub": "agent", "exp": now() + 600, "subscribe": ["keep.>"]}));
+    send(&mut ws, &ClientFrame::Refresh { token: narrow, ack: Some(3) }).await;
+    match recv(&mut ws).await {
+        ServerFrame::Error { code, message, .. } => {
+            assert_eq!(code, "FORBIDDEN");
+            assert!(message.contains("drop.>"), "{message}");
+        }
+        other => panic!("expected the ended subscription, got {other:?}"),
+    }
+    assert_eq!(recv(&mut ws).await, ServerFrame::Ack { ack: 3 });
+    let (mut publisher, _) = hello(addr, Some(token_expiring_in(600))).await;
+    for (id, topic) in [(1u64, "drop.x"), (2, "keep.x")] {
+        let envelope = Envelope::new(id, topic, Priority::TASK, 0, vec![]).encode().unwrap();
+        send(&mut publisher, &ClientFrame::Publish { envelope, ack: Some(id) }).await;
+        assert_eq!(recv(&mut publisher).await, ServerFrame::Ack { ack: id });
+    }
+    match recv(&mut ws).await {
+        ServerFrame::Event { envelope } => {
+            assert_eq!(swarmbus_core::envelope::decode(&envelope).unwrap().id, 2)
+        }
+        other => panic!("expected the keep.x event, got {other:?}"),
+    }
 }
