@@ -68,10 +68,13 @@ pub(crate) async fn publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMa
         Ok(response) => response,
         Err(e) => {
             bridge.metrics.error(e.code());
-            let unread_body = matches!(status(&e), StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE);
+            let unread_body = matches!(
+                status(&e),
+                StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+            );
             let mut response = HttpError(status(&e), e).into_response();
             if unread_body {
-                // The body was not read: the connection cannot carry another request.
+                // The body was not (fully) read: the connection cannot carry another request.
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             response
