@@ -3,7 +3,7 @@
 //! | route | answers | use it as |
 //! |---|---|---|
 //! | `GET /livez` | `200 ok` while the process serves HTTP, whatever Redis does | liveness: a failure means restart the bridge |
-//! | `GET /readyz` | `200 ok` when the bridge can deliver ([`Bridge::is_ready`]: always in embedded mode, while the Redis subscription is up in Redis mode), else `503` | readiness: a failure means send no traffic here for now |
+//! | `GET /readyz` | `200 ok` when the bridge can deliver ([`Bridge::is_ready`]: always in embedded mode, in Redis mode while the subscription is up and Redis answers its health `PING` within `--redis-timeout`), else `503` | readiness: a failure means send no traffic here for now |
 //! | `GET /healthz` | the same as `/readyz` (kept for existing probes) | |
 //!
 //! A Redis outage makes every bridge on that Redis unready, never "dead":
