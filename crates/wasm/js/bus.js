@@ -624,6 +624,8 @@ export class Bus {
     const m = this._m;
     let calls = 0;
     let events = 0;
+    let lastTopic = null;
+    let lastRoute = null;
     try {
       for (let p = LEVELS - 1; p >= 0 && events < limit; p--) {
         const level = levels[p];
@@ -651,8 +653,12 @@ export class Bus {
             events++;
           }
           m.dispatched[p]++;
-          // The route now (a burst on one topic skips even the Map lookup).
-          const subs = this._route(event.topic).subs;
+          // The route now; a run of events on one topic looks it up once.
+          if (event.topic !== lastTopic || !lastRoute.valid) {
+            lastRoute = this._route(event.topic);
+            lastTopic = event.topic;
+          }
+          const subs = lastRoute.subs;
           if (subs.length === 0) {
             m.unrouted++;
             continue;
