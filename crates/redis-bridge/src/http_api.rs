@@ -10,7 +10,7 @@
 //!    `--body-timeout` (`408 BODY_TIMEOUT` after).
 //!
 //! Every error is `{"code", "message"}` JSON, including the ones axum
-//! produces itself on these routes ([`json_errors`]).
+//! produces itself on these routes (`json_errors`).
 
 use std::sync::Arc;
 
