@@ -11,6 +11,10 @@
 //   the publish is refused with QUEUE_FULL), a try/catch per handler call.
 //   A breaker that a success leaves unchanged (closed, no failure since the
 //   last success, no rate window) costs nothing per call; any other asks core.
+// Publishes made by handlers during a drain wait until that drain's loop ends
+// (bounded by the capacity), as in core's bus, so a handler that republishes
+// cannot starve the queue; automatic drains chained that way yield to the
+// event loop (a timer) after 64 in a row.
 // The differential test (crates/wasm/tests-js/bus-differential.test.mjs)
 // checks the delivery order against core's bus (the wasm `CoreBus`).
 //
