@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use swarmbus_core::Priority;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{DropLabel, Metrics, SlowLabel};
 use crate::protocol::ServerFrame;
@@ -142,8 +141,9 @@ pub struct Outbox {
     limits: EventLimits,
     notify: Notify,
     closed: AtomicBool,
-    /// Cancelled with `closed`, for the connection's reader to stop at once.
-    closing: CancellationToken,
+    /// Wakes every [`Outbox::closed`] waiter when `closed` is set (inline:
+    /// no allocation per connection).
+    closing: Notify,
     /// Set by the first [`Outbox::cut`].
     was_cut: AtomicBool,
     close_code: AtomicU16,
@@ -180,7 +180,7 @@ impl Outbox {
             limits: EventLimits { frames: limits.frames.max(1), bytes: limits.bytes.max(1) },
             notify: Notify::new(),
             closed: AtomicBool::new(false),
-            closing: CancellationToken::new(),
+            closing: Notify::new(),
             was_cut: AtomicBool::new(false),
             close_code: AtomicU16::new(CLOSE_NORMAL),
             owed: AtomicUsize::new(0),
@@ -337,7 +337,7 @@ impl Outbox {
         }
         self.close_code.store(CLOSE_SLOW_CONSUMER, Ordering::Relaxed);
         self.closed.store(true, Ordering::Release);
-        self.closing.cancel();
+        self.closing.notify_waiters();
         let mut freed = 0;
         {
             let mut lanes = self.lock();
@@ -364,13 +364,19 @@ impl Outbox {
     /// closes with [`close_code`](Self::close_code).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.closing.cancel();
+        self.closing.notify_waiters();
         self.notify.notify_one();
     }
 
     /// Resolves once the outbox is closed (by the broker, the connection or a cut).
     pub async fn closed(&self) {
-        self.closing.cancelled().await;
+        loop {
+            let notified = self.closing.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Sets the close code the writer sends, if the outbox is still open or
