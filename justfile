@@ -66,7 +66,7 @@ build-wasm:
     node_modules/.bin/wasm-opt -O3 {{wasm_opt_flags}} {{wasm_pkg}}/swarmbus_bg.wasm -o {{wasm_pkg}}/swarmbus_bg.wasm
     cp crates/wasm/js/* {{wasm_pkg}}/
     cp LICENSE-MIT LICENSE-APACHE {{wasm_pkg}}/
-    @echo "swarmbus_bg.wasm: $(stat -c %s {{wasm_pkg}}/swarmbus_bg.wasm) bytes raw, $(gzip -9 -c {{wasm_pkg}}/swarmbus_bg.wasm | wc -c) bytes gzip"
+    scripts/check_wasm_size.sh {{wasm_pkg}}/swarmbus_bg.wasm
 
 # Make the built package importable as `swarmbus` (node_modules/swarmbus -> crates/wasm/pkg).
 link-pkg:
