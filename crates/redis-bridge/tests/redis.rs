@@ -253,25 +253,6 @@ async fn a_stalled_redis_makes_the_bridge_unready_and_no_refused_publish_is_deli
     assert_eq!(delivered[0], 1);
 }
 
-/// Forwards the first connection to `first` and every later one to `rest`:
-/// the bridge's subscriber (which connects first) and its publisher end up
-/// on different Redis servers, as after a restart the publisher noticed first.
-async fn split_proxy(first: SocketAddr, rest: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut target = first;
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let mut outbound = TcpStream::connect(target).await.unwrap();
-            tokio::spawn(async move {
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-            });
-            target = rest;
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn a_publish_redis_delivers_to_nobody_is_not_acknowledged_and_is_counted() {
     // Regression: after a Redis restart, publishes were acknowledged while
@@ -280,7 +261,7 @@ async fn a_publish_redis_delivers_to_nobody_is_not_acknowledged_and_is_counted()
     let subscribed_one = RedisServer::start();
     let other_one = RedisServer::start();
     let at = |redis: &RedisServer| redis.url().trim_start_matches("redis://").parse::<SocketAddr>().unwrap();
-    let proxy = split_proxy(at(&subscribed_one), at(&other_one)).await;
+    let (proxy, _) = proxy(at(&subscribed_one), at(&other_one)).await;
     let (addr, bridge) = bridge(&format!("redis://{proxy}")).await;
     until("subscribed", || bridge.is_ready()).await;
     let mut publisher = client(addr, None).await;
@@ -289,4 +270,79 @@ async fn a_publish_redis_delivers_to_nobody_is_not_acknowledged_and_is_counted()
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
     assert_eq!(metric(&bridge, "swarmbus_redis_publish_unrouted_total"), 1);
+}
+
+/// A proxy that forwards the bridge's first connection (its subscriber, which
+/// connects first) to `first` and every later one (its publisher) to `rest`.
+/// While the returned flag is set, the later connections stop passing the
+/// bridge's bytes on: a stall that the subscriber does not see. With two
+/// Redis servers, the subscriber and the publisher are on different ones, as
+/// after a restart that the publisher noticed first.
+async fn proxy(first: SocketAddr, rest: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stall = Arc::new(AtomicBool::new(false));
+    let stalled = stall.clone();
+    tokio::spawn(async move {
+        let mut is_first = true;
+        while let Ok((inbound, _)) = listener.accept().await {
+            let outbound = TcpStream::connect(if is_first { first } else { rest }).await.unwrap();
+            let (mut from_bridge, mut to_bridge) = inbound.into_split();
+            let (mut from_redis, mut to_redis) = outbound.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_redis, &mut to_bridge).await;
+            });
+            let stall = (!is_first).then(|| stalled.clone());
+            is_first = false;
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = from_bridge.read(&mut buffer).await {
+                    while stall.as_ref().is_some_and(|stall| stall.load(Ordering::Acquire)) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    if to_redis.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = to_redis.shutdown().await;
+            });
+        }
+    });
+    (addr, stall)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_sent_but_not_answered_is_timeout_not_unavailable() {
+    // Regression: a publish Redis did not answer in time was UNAVAILABLE ("not
+    // sent") although it had been sent, and was then delivered.
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start();
+    let at = redis.url().trim_start_matches("redis://").parse().unwrap();
+    let (proxy, stall) = proxy(at, at).await;
+    let redis_timeout = Duration::from_millis(500);
+    let config = Config { redis: Some(format!("redis://{proxy}")), redis_timeout, ..Config::default() };
+    let (addr, bridge) = bridge_with(config).await;
+    until("subscribed", || bridge.is_ready()).await;
+    let mut subscriber = client(addr, Some("unknown.>")).await;
+    let mut publisher = client(addr, None).await;
+    assert_eq!(publish(&mut publisher, 1, "unknown.a").await, ServerFrame::Ack { ack: 1 });
+
+    stall.store(true, Ordering::Release);
+    match publish(&mut publisher, 2, "unknown.a").await {
+        ServerFrame::Error { code, ack, .. } => assert_eq!((code.as_str(), ack), ("TIMEOUT", Some(2))),
+        other => panic!("expected TIMEOUT, got {other:?}"),
+    }
+    assert_eq!(metric(&bridge, "swarmbus_redis_publish_unknown_total"), 1);
+    assert!(bridge.is_ready(), "the subscriber's connection was not stalled");
+
+    stall.store(false, Ordering::Release);
+    assert_eq!(publish(&mut publisher, 3, "unknown.a").await, ServerFrame::Ack { ack: 3 });
+    let mut delivered = vec![next_event_id(&mut subscriber).await];
+    while delivered.len() < 3 {
+        delivered.push(next_event_id(&mut subscriber).await);
+    }
+    delivered.sort_unstable();
+    assert_eq!(delivered, [1, 2, 3], "the TIMEOUT one was delivered after all: outcome unknown");
 }
