@@ -196,10 +196,15 @@ load seconds="10": build-wasm link-pkg
     echo
     target/release/examples/agents_inprocess --agents 100 --threads 2 --seconds 3
 
+# Benchmark peers no test needs: nats-server (apt-get), skipped when present.
+setup-bench:
+    scripts/setup.sh bench
+
 # Bridge throughput and latency: the load generator (examples/load.rs) against
 # the bridge binary, embedded and through a redis-server, then the socket.io +
-# redis-adapter peer doing the same fan-out, then RSS per idle connection.
-bench-bridge seconds="5":
+# redis-adapter peer doing the same fan-out, then two bridges on one Redis against
+# a two-node nats-server cluster (issue 15's scenarios), then RSS per idle connection.
+bench-bridge seconds="5": setup-bench
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release -p swarmbus-bridge --bins --examples
@@ -211,7 +216,7 @@ bench-bridge seconds="5":
     spawn redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no >/dev/null
     sleep 0.3
     spawn $bin --listen 127.0.0.1:18081 $limits --redis redis://127.0.0.1:16379 2>/dev/null
-    spawn $bin --listen 127.0.0.1:18082 $limits --redis redis://127.0.0.1:16379 2>/dev/null
+    spawn $bin --listen 127.0.0.1:18082 $limits --redis redis://127.0.0.1:16379 2>/dev/null; bridge_b=$spawned
     wait_up 127.0.0.1:18080; wait_up 127.0.0.1:18081; wait_up 127.0.0.1:18082
     echo "| mode | publishers | subscribers | published/s | delivered/s | p50 ms | p99 ms | lost |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -226,6 +231,34 @@ bench-bridge seconds="5":
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:19091/socket.io/?EIO=4&transport=polling" && break; sleep 0.1; done
     node $sio --label "socket.io + redis-adapter, 2 servers, max rate" --url http://127.0.0.1:19090 --url http://127.0.0.1:19091 --seconds {{seconds}}
     node $sio --label "socket.io + redis-adapter, 2 servers, 10k msg/s" --url http://127.0.0.1:19090 --url http://127.0.0.1:19091 --rate 2500 --seconds {{seconds}}
+    # The NATS peer (issue 15): two nats-server nodes joined by a route, WebSocket on. Publishers on
+    # bridge 18081 / node A, subscribers on bridge 18082 / node B, so every message crosses Redis or
+    # the route. 100-byte payloads; the last column is node B's send-type syscalls per delivery.
+    source crates/redis-bridge/bench/nats.sh
+    nats_cluster
+    echo
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    echo "| scenario, server | publishers | subscribers | published/s | delivered/s | p50 ms | p99 ms | lost | send calls per delivery, node B |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    bridges="--publish-url ws://127.0.0.1:18081/ws --subscribe-url ws://127.0.0.1:18082/ws --perf-pid $bridge_b"
+    nats="--nats --publish-url $nats_a_ws --subscribe-url $nats_b_ws --perf-pid $nats_b_pid"
+    compared=()
+    for scenario in "(a) 1 topic, 4 pub → 16 sub, max rate|--topics 1 --publishers 4 --subscribers 16" \
+        "(b) 100 topics, 10 pub → 100 sub × 3 topics, max rate|--topics 100 --topics-per-subscriber 3 --publishers 10 --subscribers 100" \
+        "(c) 10k msg/s, fan-out 16|--topics 1 --publishers 4 --subscribers 16 --rate 2500"; do
+        name="${scenario%%|*}"; opts="${scenario#*|}"
+        ours=$($load --label "$name: swarmbus-bridge ×2 + Redis" $bridges $opts --payload 100 --seconds {{seconds}})
+        echo "$ours"
+        theirs=$($load --label "$name: nats-server ×2 + route" $nats $opts --payload 100 --seconds {{seconds}})
+        echo "$theirs"
+        compared+=("$(compare "$name" "$ours" "$theirs")")
+    done
+    echo
+    echo "| scenario | delivered/s swarmbus / nats | p50 swarmbus / nats | p99 swarmbus / nats |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${compared[@]}"
+    echo
     # Memory per idle connection (embedded bridge on its own).
     ulimit -n 20000 || true
     spawn $bin --listen 127.0.0.1:18083 2>/dev/null; idle_pid=$spawned

@@ -6,10 +6,19 @@
 #   scripts/setup.sh all    everything (`just setup`): the above, the no_std target, clippy
 #                           and rustfmt, Chromium and redis-server (apt-get), and the npm
 #                           test and benchmark peers ("devDependencies": deno, workerd, …).
+#   scripts/setup.sh bench  only the benchmark peers that no test needs (`just setup-bench`):
+#                           nats-server (apt-get), the peer of `just bench-bridge`.
 set -euo pipefail
-scope="${1:?usage: scripts/setup.sh demo|all}"
-case "$scope" in demo | all) ;; *) echo "usage: scripts/setup.sh demo|all" >&2; exit 2 ;; esac
+scope="${1:?usage: scripts/setup.sh demo|all|bench}"
+case "$scope" in demo | all | bench) ;; *) echo "usage: scripts/setup.sh demo|all|bench" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
+
+if [ "$scope" = bench ]; then
+    command -v nats-server >/dev/null || {
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server
+    }
+    exit 0
+fi
 
 targets="wasm32-unknown-unknown"
 [ "$scope" = all ] && targets="$targets thumbv7em-none-eabi"
