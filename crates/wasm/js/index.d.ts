@@ -20,11 +20,13 @@ export type ErrorCode =
   // bus, codec, breaker, store
   | 'QUEUE_FULL' | 'PAYLOAD_TOO_LARGE' | 'DECODE_ERROR' | 'ENCODE_ERROR' | 'CIRCUIT_OPEN'
   | 'VERSION_CONFLICT' | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED'
-  // the Messenger
-  | 'INVALID_STATE' | 'UNAVAILABLE' | 'CLOSED'
-  // the bridge (docs/protocol.md)
-  | 'AUTH_REQUIRED' | 'TOKEN_EXPIRED' | 'INVALID_TOKEN' | 'FORBIDDEN' | 'RATE_LIMITED'
-  | 'TOO_MANY_SUBSCRIPTIONS' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED' | 'GONE';
+  // the Messenger and core's client session
+  | 'INVALID_STATE' | 'UNAVAILABLE' | 'CLOSED' | 'TIMEOUT' | 'DISCONNECTED' | 'DROPPED' | 'CANCELLED'
+  | 'TOO_MANY_REQUESTS'
+  // the bridge (docs/protocol.md): error frames and HTTP answers
+  | 'AUTH_REQUIRED' | 'TOKEN_EXPIRED' | 'TOKEN_NOT_YET_VALID' | 'INVALID_TOKEN' | 'FORBIDDEN' | 'RATE_LIMITED'
+  | 'TOO_MANY_SUBSCRIPTIONS' | 'TOO_MANY_UNAUTHENTICATED' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED'
+  | 'HELLO_TIMEOUT' | 'BODY_TIMEOUT' | 'GONE';
 
 /** An error thrown (or a promise rejected) by swarmbus: `code` is stable, `message` explains. */
 export interface SwarmbusError extends Error {

@@ -142,3 +142,33 @@ test("package.json points `types` at the hand-written declarations", () => {
       `${file} must not re-export the raw wasm-bindgen glue types`);
   }
 });
+
+test('ErrorCode lists every code core, the bridge, the protocol doc and the package can give', () => {
+  const program = ts.createProgram([`${PKG}index.d.ts`], { strict: true, types: [] });
+  const checker = program.getTypeChecker();
+  const source = program.getSourceFile(`${PKG}index.d.ts`);
+  const alias = source.statements.find((s) => ts.isTypeAliasDeclaration(s) && s.name.text === 'ErrorCode');
+  const declared = new Set(checker.getTypeAtLocation(alias).types.map((t) => t.value));
+  const found = new Map();
+  const collect = (file, pattern) => {
+    for (const match of readFileSync(`${ROOT}${file}`, 'utf8').matchAll(pattern)) found.set(match[1], file);
+  };
+  const rustFiles = (dir) => readdirSync(`${ROOT}${dir}`).filter((f) => f.endsWith('.rs')).map((f) => `${dir}/${f}`);
+  // Rust: `Variant => "CODE"` in code() methods, `CODE: &str = "CODE"` constants, `Error::new("CODE", ...)`.
+  for (const file of [...rustFiles('crates/core/src'), ...rustFiles('crates/redis-bridge/src'), ...rustFiles('crates/wasm/src')]) {
+    collect(file, /=> "([A-Z][A-Z_]{2,})"/g);
+    collect(file, /CODE: &(?:'static )?str = "([A-Z][A-Z_]{2,})"/g);
+    collect(file, /Error::new\("([A-Z][A-Z_]{2,})"/g);
+  }
+  // JS: `code = 'CODE'` / `code: 'CODE'` in the package's own modules.
+  for (const file of ['crates/wasm/js/index.js', 'crates/wasm/js/bus.js', 'crates/wasm/src/helpers.js']) {
+    collect(file, /code(?: =|:) '([A-Z][A-Z_]{2,})'/g);
+  }
+  // docs/protocol.md: the error frame's codes.
+  const protocol = readFileSync(`${ROOT}docs/protocol.md`, 'utf8');
+  const paragraph = /^Error codes:([\s\S]*?)\n\n/m.exec(protocol)?.[1] ?? '';
+  for (const match of paragraph.matchAll(/`([A-Z][A-Z_]{2,})`/g)) found.set(match[1], 'docs/protocol.md');
+  assert.ok(found.size >= 20, `found ${found.size} codes`);
+  const missing = [...found].filter(([code]) => !declared.has(code)).map(([code, file]) => `${code} (${file})`);
+  assert.deepEqual(missing, [], 'codes missing from ErrorCode in crates/wasm/js/index.d.ts');
+});
