@@ -4,16 +4,17 @@ import { Bus, Messenger } from 'swarmbus/node';
 import { WebSocket } from 'ws'; // Node 22+ has a global WebSocket and needs no option
 
 const bus = new Bus();
-bus.subscribe('swarm.*.phase', (event) => console.log('phase:', event.topic, event.payload));
-
-const messenger = new Messenger(bus, { WebSocket, forward: ['swarm.>'], subscribe: ['swarm.*.phase'] });
+const messenger = new Messenger(bus, { WebSocket, forward: ['swarm.>'] });
 await messenger.connect(process.env.SWARMBUS_URL ?? 'ws://127.0.0.1:8080/ws');
+// One declaration for remote and local events; resolves once the bridge has acknowledged it.
+const phases = await messenger.subscribe('swarm.*.phase', (event) => console.log('phase:', event.topic, event.payload));
 
-// Delivered to this bus's handlers and sent to every other subscriber of the bridge.
+// Delivered to this bus's handlers at the end of this task, and sent to every
+// other subscriber of the bridge; flush() resolves once the bridge has it.
 bus.publish('swarm.alpha.phase', { phase: 'execute', by: 'node' }, { priority: 9 });
-bus.drain();
+await messenger.flush();
 
-await new Promise((resolve) => setTimeout(resolve, 100)); // let the frame leave
 console.log('sent:', messenger.stats().sent);
-messenger.free();
+phases.unsubscribe();
+messenger.free(); // closes the connection and releases the wasm memory
 bus.free();
