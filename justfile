@@ -233,14 +233,15 @@ bench-bridge seconds="5": setup-bench
     node $sio --label "socket.io + redis-adapter, 2 servers, 10k msg/s" --url http://127.0.0.1:19090 --url http://127.0.0.1:19091 --rate 2500 --seconds {{seconds}}
     # The NATS peer (issue 15): two nats-server nodes joined by a route, WebSocket on. Publishers on
     # bridge 18081 / node A, subscribers on bridge 18082 / node B, so every message crosses Redis or
-    # the route. 100-byte payloads; the last column is node B's send-type syscalls per delivery.
+    # the route. 100-byte payloads; the last columns: node B's send-type syscalls and CPU time per delivery,
+    # and the CPU time of the load generator itself.
     source crates/redis-bridge/bench/nats.sh
     nats_cluster
     echo
     echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    echo "| scenario, server | publishers | subscribers | published/s | delivered/s | p50 ms | p99 ms | lost | send calls per delivery, node B |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| scenario, server | publishers | subscribers | published/s | delivered/s | p50 ms | p99 ms | lost | send calls per delivery, node B | node B CPU µs per delivery | generator CPU s |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     bridges="--publish-url ws://127.0.0.1:18081/ws --subscribe-url ws://127.0.0.1:18082/ws --perf-pid $bridge_b"
     nats="--nats --publish-url $nats_a_ws --subscribe-url $nats_b_ws --perf-pid $nats_b_pid"
     compared=()

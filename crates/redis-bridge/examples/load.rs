@@ -16,7 +16,9 @@
 //! full speed every `--window`-th publish waits for the server's answer (the
 //! bridge's ack, NATS's `PONG` to a `PING` sent in the same frame), so at most
 //! that many publishes are in flight per publisher. The 8 first payload bytes
-//! carry the send time.
+//! carry the send time. Published/s is over the publishing window; delivered/s
+//! over the first publish to the last delivery (a backlog drains after the
+//! publishers stop); lost = Σ over topics of published × subscribers − delivered.
 
 #[path = "support/nats.rs"]
 mod nats;
@@ -76,7 +78,8 @@ struct Args {
     #[arg(long, default_value = "run")]
     label: String,
     /// Count this process's send-type syscalls (`sendto`, `sendmsg`, `write`, `writev`)
-    /// with `perf stat` while messages flow, and print them per delivery as a last column.
+    /// with `perf stat` while messages flow, and print them per delivery, then its CPU
+    /// time per delivery and the load generator's own CPU time, as three last columns.
     #[arg(long)]
     perf_pid: Option<u32>,
     /// Instead of a load run: hold this many idle subscribed connections and
@@ -190,13 +193,16 @@ fn latency(payload: &[u8]) -> u32 {
     now_micros().saturating_sub(sent).min(u32::MAX as u64) as u32
 }
 
-/// Receives until the stream is quiet for 2 s; returns the latency of each delivery.
-async fn receive(nats: bool, mut ws: Ws, delivered: Arc<AtomicU64>) -> Vec<u32> {
+/// Receives until the stream is quiet for 2 s; returns the latency of each delivery
+/// and when the last message arrived.
+async fn receive(nats: bool, mut ws: Ws, delivered: Arc<AtomicU64>) -> (Vec<u32>, Option<Instant>) {
+    let mut last = None;
     let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
     let mut reader = nats::Reader::default();
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
         let (Message::Binary(_) | Message::Text(_)) = message else { continue };
         let data = message.into_data();
+        last = Some(Instant::now());
         if nats {
             let (mut ping, mut count) = (false, 0);
             reader.feed(&data, |op| match op {
@@ -218,7 +224,7 @@ async fn receive(nats: bool, mut ws: Ws, delivered: Arc<AtomicU64>) -> Vec<u32> 
             }
         }
     }
-    latencies
+    (latencies, last)
 }
 
 /// What one publisher does: which topics, how fast.
@@ -312,6 +318,16 @@ impl Publisher {
     }
 }
 
+/// CPU time (user + system) a process has used, in seconds (Linux `/proc`; 0 when unreadable).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which ends with the last ')': utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    // USER_HZ, the unit of these fields, is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
 /// `perf stat` counting one process's send-type syscalls.
 struct SendCalls {
     perf: Child,
@@ -388,6 +404,7 @@ async fn main() {
         subscribers.push(tokio::spawn(receive(args.nats, ws, delivered.clone())));
     }
     let send_calls = args.perf_pid.map(|pid| (pid, SendCalls::start(pid)));
+    let cpu_before = args.perf_pid.map(|pid| (cpu_seconds(&pid.to_string()), cpu_seconds("self")));
     // Let every subscription reach every server (Redis mode, the NATS route) before publishing.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -417,11 +434,19 @@ async fn main() {
             expected += sent * fan_out[topic];
         }
     }
-    let mut latencies = Vec::new();
+    // Deliveries per second over the time they took: from the first publish to the last
+    // delivery, so a backlog drained after the publishers stopped is not counted as free.
+    let (mut latencies, mut last) = (Vec::new(), None);
     for s in subscribers {
-        latencies.extend(s.await.unwrap_or_default());
+        let (received, at) = s.await.unwrap_or_default();
+        latencies.extend(received);
+        last = last.max(at);
     }
+    let delivering = last.map_or(elapsed, |at| at.duration_since(started).as_secs_f64().max(elapsed));
     let send_calls = send_calls.map(|(pid, counter)| (pid, counter.and_then(SendCalls::stop)));
+    let cpu = args.perf_pid.zip(cpu_before).map(|(pid, (server, generator))| {
+        (cpu_seconds(&pid.to_string()) - server, cpu_seconds("self") - generator)
+    });
     latencies.sort_unstable();
     let pct = |q: f64| {
         latencies
@@ -436,7 +461,7 @@ async fn main() {
         args.publishers,
         args.subscribers,
         published as f64 / elapsed,
-        delivered as f64 / elapsed,
+        delivered as f64 / delivering,
         pct(0.50) as f64 / 1000.0,
         pct(0.99) as f64 / 1000.0,
         expected.saturating_sub(delivered),
@@ -448,6 +473,9 @@ async fn main() {
             row += " n/a |";
         }
         None => {}
+    }
+    if let Some((server, generator)) = cpu {
+        row += &format!(" {:.2} | {:.1} |", server * 1e6 / delivered.max(1) as f64, generator);
     }
     println!("{row}");
 }
