@@ -1,4 +1,5 @@
-//! HTTP and WebSocket endpoints: `GET /ws`, `POST /v1/publish`, `GET /healthz`, `GET /metrics`.
+//! HTTP and WebSocket endpoints: `GET /ws`, `POST /v1/publish`, `GET /livez`,
+//! `GET /readyz` (and its alias `GET /healthz`), `GET /metrics`.
 
 use std::sync::Arc;
 
