@@ -22,6 +22,10 @@ use crate::error::BridgeError;
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// Close code when no accepted `hello` arrived within `--hello-timeout`.
 pub const CLOSE_HELLO_TIMEOUT: u16 = 4002;
+/// Close code when the `hello`'s token was refused (missing, expired, not yet
+/// valid, invalid): told by an `error` frame with the code, counted in
+/// `swarmbus_auth_refusals_total{code}`, not a protocol violation.
+pub const CLOSE_AUTH_REFUSED: u16 = 4003;
 
 /// Counts connections that have not authenticated yet, up to a cap.
 #[derive(Debug)]

@@ -12,7 +12,8 @@
 //!
 //! ## Lifetime
 //!
-//! `exp` is required and checked without leeway; an optional `nbf` is honoured
+//! `exp` is required and checked without leeway (a token is refused from
+//! the second `exp` itself on, `exp <= now`); an optional `nbf` is honoured
 //! with [`NBF_LEEWAY`] seconds of leeway for clock skew (`TOKEN_NOT_YET_VALID`
 //! before that). A connection's grants end at its token's `exp`
 //! ([`Grants::expires_at`]): the bridge closes it then with 4001 unless the
@@ -146,6 +147,10 @@ impl Auth {
             _ => BridgeError::InvalidToken,
         })?;
         let claims = data.claims;
+        // jsonwebtoken (leeway 0) still accepts `exp == now`, whose deadline has passed.
+        if claims.exp <= unix_now() {
+            return Err(BridgeError::TokenExpired);
+        }
         if claims.nbf.is_some_and(|nbf| nbf > unix_now().saturating_add(NBF_LEEWAY)) {
             return Err(BridgeError::TokenNotYetValid);
         }
@@ -239,6 +244,15 @@ mod tests {
             auth.verify(Some(&token_with(SECRET, serde_json::json!({"sub": "a", "exp": exp})))).unwrap();
         assert_eq!(grants.expires_at(), Some(exp));
         assert_eq!(Grants::open().expires_at(), None);
+    }
+
+    #[test]
+    fn a_token_at_its_exp_second_is_expired() {
+        // Regression: `exp == now` was accepted, welcomed, then expired at once (4001): a reconnect storm.
+        const SECRET: &str = "a-secret-of-some-length";
+        let auth = Auth::new(SECRET);
+        assert_eq!(auth.verify(Some(&token(SECRET, now()))), Err(BridgeError::TokenExpired));
+        assert!(auth.verify(Some(&token(SECRET, now() + 2))).is_ok());
     }
 
     #[test]

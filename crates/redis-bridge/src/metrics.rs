@@ -64,6 +64,8 @@ pub struct Metrics {
     pub errors: Family<CodeLabel, Counter>,
     /// Connections closed for repeated protocol violations.
     pub abusive_disconnects: Counter,
+    /// `hello` tokens refused, by code (the connection closes with 4003, not as abuse).
+    pub auth_refusals: Family<CodeLabel, Counter>,
     /// Time to route one publish and queue it to every subscriber.
     pub publish_seconds: Histogram,
     /// 1 while the Redis subscriber connection is up (exported in Redis mode only).
@@ -114,6 +116,7 @@ impl Metrics {
             dropped: Family::default(),
             errors: Family::default(),
             abusive_disconnects: Counter::default(),
+            auth_refusals: Family::default(),
             publish_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 10)),
             redis_up: Gauge::default(),
             redis_reconnects: Counter::default(),
@@ -140,6 +143,11 @@ impl Metrics {
             "abusive_disconnects",
             "Connections closed for repeated protocol violations",
             metrics.abusive_disconnects.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "hello tokens refused, by code (closed with 4003)",
+            metrics.auth_refusals.clone(),
         );
         registry.register(
             "publish_seconds",

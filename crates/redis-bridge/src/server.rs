@@ -14,13 +14,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{expiry_deadline, Unauthenticated, UnauthenticatedSlots};
+use crate::admission::{expiry_deadline, Unauthenticated, UnauthenticatedSlots, CLOSE_AUTH_REFUSED};
 use crate::auth::{Auth, Grants};
 use crate::broker::{Broker, BrokerLimits, ClientId, Outbox};
 use crate::config::Config;
 use crate::error::BridgeError;
 use crate::http_api::HttpError;
-use crate::metrics::Metrics;
+use crate::metrics::{CodeLabel, Metrics};
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
 use crate::relay::{RedisRelay, Reply};
 use crate::report::{KindSlots, Reporter};
@@ -346,7 +346,6 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
         grants: None,
         strikes: 0,
         reporter: Reporter::default(),
-        fatal: false,
         bucket,
         unauthenticated: Some(place),
         deadline: tokio::time::Instant::now().checked_add(bridge.config.hello_timeout),
@@ -395,11 +394,11 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
             }
         };
         session.handle(&bytes).await;
-        if session.over_limit() || session.fatal {
+        if session.over_limit() || session.close.is_some() {
             break;
         }
     }
-    if session.over_limit() || session.fatal {
+    if session.over_limit() {
         outbox.set_close_code(CLOSE_POLICY);
         bridge.metrics.abusive_disconnects.inc();
     } else if let Some(code) = session.close {
@@ -444,8 +443,6 @@ struct Session<'a> {
     strikes: u32,
     /// The client's `report`s.
     reporter: Reporter,
-    /// A refused hello token ends the connection.
-    fatal: bool,
     bucket: TokenBucket,
     /// Held until an accepted hello.
     unauthenticated: Option<Unauthenticated>,
@@ -505,8 +502,15 @@ impl Session<'_> {
                             });
                         }
                         Err(e) => {
-                            self.fatal = true;
-                            self.refuse(e, None);
+                            // Not a protocol violation: told, counted by code, closed with 4003.
+                            self.bridge.metrics.error(e.code());
+                            self.bridge
+                                .metrics
+                                .auth_refusals
+                                .get_or_create(&CodeLabel { code: e.code() })
+                                .inc();
+                            self.outbox.send_control(&ServerFrame::error(e.code(), &e, None));
+                            self.close = Some(CLOSE_AUTH_REFUSED);
                         }
                     }
                 }

@@ -341,7 +341,18 @@ mod auth {
             (Some("garbage".to_string()), "INVALID_TOKEN"),
         ] {
             let (answer, close, _) = hello(bridge.addr, token).await;
-            assert_eq!((code_of(&answer), close), (code, Some(1008)));
+            assert_eq!((code_of(&answer), close), (code, Some(4003)));
+        }
+        // Regression: a refused hello token closed with 1008 and counted as an abusive disconnect.
+        let metrics = bridge.bridge.metrics.render();
+        assert!(metrics.contains("swarmbus_abusive_disconnects_total 0"), "{metrics}");
+        for line in [
+            r#"swarmbus_auth_refusals_total{code="AUTH_REQUIRED"} 1"#,
+            r#"swarmbus_auth_refusals_total{code="TOKEN_EXPIRED"} 1"#,
+            r#"swarmbus_auth_refusals_total{code="INVALID_TOKEN"} 2"#,
+            r#"swarmbus_errors_total{code="INVALID_TOKEN"} 2"#,
+        ] {
+            assert!(metrics.contains(line), "{line} in {metrics}");
         }
 
         let good = token(SECRET, 60, &["swarm.alpha.>"], &["swarm.*.phase"]);

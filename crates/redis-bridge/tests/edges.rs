@@ -212,6 +212,16 @@ async fn a_live_connection_is_closed_when_its_token_expires() {
 }
 
 #[tokio::test]
+async fn a_token_at_its_exp_second_is_refused_without_a_welcome() {
+    // Regression: `exp == now` got welcome, then TOKEN_EXPIRED and 4001 at once (a reconnect storm).
+    let (addr, bridge) = start(with_auth()).await;
+    let (mut ws, answer) = hello(addr, Some(token_expiring_in(0))).await;
+    assert_eq!(code_of(&answer), "TOKEN_EXPIRED", "{answer:?}");
+    assert_eq!(until_closed(&mut ws).await.1, Some(swarmbus_bridge::admission::CLOSE_AUTH_REFUSED));
+    assert!(bridge.metrics.render().contains(r#"swarmbus_auth_refusals_total{code="TOKEN_EXPIRED"} 1"#));
+}
+
+#[tokio::test]
 async fn a_refresh_extends_the_connection() {
     // Regression: there was no way to renew a token without reconnecting.
     let (addr, _bridge) = start(with_auth()).await;
@@ -235,7 +245,7 @@ async fn a_token_whose_nbf_is_in_the_future_is_refused() {
     let early = token(serde_json::json!({"sub": "agent", "exp": now() + 7200, "nbf": now() + 3600}));
     let (mut ws, answer) = hello(addr, Some(early.clone())).await;
     assert_eq!(code_of(&answer), "TOKEN_NOT_YET_VALID");
-    assert_eq!(until_closed(&mut ws).await.1, Some(1008));
+    assert_eq!(until_closed(&mut ws).await.1, Some(swarmbus_bridge::admission::CLOSE_AUTH_REFUSED));
     let (status, body) = http(addr, &post(&format!("Authorization: Bearer {early}\r\n"), JSON_PUBLISH)).await;
     assert_eq!((status, json_code(&body).as_str()), (401, "TOKEN_NOT_YET_VALID"));
 }
