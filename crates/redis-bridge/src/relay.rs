@@ -30,7 +30,8 @@
 //! * `UNAVAILABLE` (HTTP 503): **not delivered**; a retry cannot duplicate it.
 //!   Either it was not sent (this bridge is not [ready](RedisRelay::ready):
 //!   its subscription is down or Redis does not answer its health `PING`;
-//!   Redis refused the connection), counted in
+//!   Redis refused the connection; the relay queue stayed full for
+//!   `--redis-timeout`), counted in
 //!   `swarmbus_redis_publish_failures_total`; or Redis answered that it
 //!   reached no subscriber at all although this bridge counted itself
 //!   subscribed (Redis lost the subscription, e.g. it restarted), counted in
@@ -228,13 +229,21 @@ impl RedisRelay {
 
     /// Queues an already validated envelope for its topic's channel; `reply`
     /// hears the outcome once Redis answers. Waits only while the queue is
-    /// full (in jobs or in bytes).
+    /// full (in jobs or in bytes), and at most `--redis-timeout`: then the
+    /// publish is not sent, `UNAVAILABLE` (counted in
+    /// `swarmbus_redis_publish_failures_total`), and `reply` is dropped unused.
     pub async fn publish(&self, topic: &str, envelope: Vec<u8>, reply: Reply) -> Result<(), BridgeError> {
         let stopped = || BridgeError::Unavailable("the Redis publisher stopped".into());
         let cost = self.cost(&envelope);
-        let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| stopped())?;
-        let job = Job { channel: channel(topic), envelope, reply, _bytes: self.budgeted(permit, cost) };
-        self.jobs.send(job).await.map_err(|_| stopped())
+        let queued = async {
+            let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| stopped())?;
+            let job = Job { channel: channel(topic), envelope, reply, _bytes: self.budgeted(permit, cost) };
+            self.jobs.send(job).await.map_err(|_| stopped())
+        };
+        match tokio::time::timeout(self.timeout, queued).await {
+            Ok(queued) => queued,
+            Err(_) => Err(self.not_sent("the relay queue stayed full for --redis-timeout", 1)),
+        }
     }
 
     /// Queues an envelope without waiting; `false` when the queue is full (the caller counts it).
@@ -438,5 +447,22 @@ impl RedisRelay {
             self.set_state(true, answered);
             unanswered = if answered { 0 } else { unanswered + 1 };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_publish_waits_for_a_full_queue_at_most_the_timeout() {
+        // Regression: a publish waited for the relay's byte budget with no bound, parking its client.
+        let metrics = Arc::new(Metrics::new(true));
+        let timeout = Duration::from_secs(1);
+        let relay = RedisRelay::with_timeout("redis://127.0.0.1:1", metrics.clone(), 8, timeout).unwrap();
+        let _full = relay.budget.clone().try_acquire_many_owned(8).unwrap();
+        let waited = tokio::time::timeout(timeout * 60, relay.publish("t", vec![1; 4], Reply::Discard)).await;
+        assert!(matches!(waited, Ok(Err(BridgeError::Unavailable(_)))), "{waited:?}");
+        assert_eq!(metrics.redis_publish_failures.get(), 1);
     }
 }

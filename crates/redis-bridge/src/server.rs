@@ -312,6 +312,31 @@ async fn until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// What ends a connection apart from the client itself.
+enum Interrupt {
+    /// The hello timeout or the token's expiry.
+    Deadline,
+    /// The writer task ended.
+    Writer(WriterEnd),
+    /// The outbox was closed (a slow-consumer cut, shutdown) or the shutdown grace is over.
+    Closed,
+}
+
+/// Resolves with the first [`Interrupt`]: `deadline`, `writer`'s end, `outbox` closed, `abort`.
+async fn interruption(
+    deadline: Option<tokio::time::Instant>,
+    writer: &mut tokio::task::JoinHandle<WriterEnd>,
+    outbox: &Outbox,
+    abort: &CancellationToken,
+) -> Interrupt {
+    tokio::select! {
+        () = until(deadline) => Interrupt::Deadline,
+        end = writer => Interrupt::Writer(end.unwrap_or(WriterEnd::Broken)),
+        () = outbox.closed() => Interrupt::Closed,
+        () = abort.cancelled() => Interrupt::Closed,
+    }
+}
+
 /// The size and limit of a frame the WebSocket layer refused as too large.
 fn too_large(error: axum::Error) -> Option<(usize, usize)> {
     use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
@@ -355,16 +380,10 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
         // Before hello: the hello timeout; after: the token's expiry.
         let message = tokio::select! {
             message = stream.next() => message,
-            () = until(session.deadline) => {
-                session.deadline_passed();
+            interrupt = interruption(session.deadline, &mut writer, &outbox, &bridge.abort) => {
+                writer_end = session.interrupted(interrupt);
                 break;
             }
-            end = &mut writer => {
-                writer_end = Some(end.unwrap_or(WriterEnd::Broken));
-                break;
-            }
-            () = outbox.closed() => break,
-            () = bridge.abort.cancelled() => break,
         };
         let bytes = match message {
             Some(Ok(Message::Binary(bytes))) => bytes,
@@ -393,7 +412,16 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
                 break;
             }
         };
-        session.handle(&bytes).await;
+        // A frame may wait (a Redis-mode publish on a full relay queue): the
+        // deadline, a cut, the writer's end and the abort still count meanwhile.
+        let deadline = session.deadline;
+        tokio::select! {
+            () = session.handle(&bytes) => {}
+            interrupt = interruption(deadline, &mut writer, &outbox, &bridge.abort) => {
+                writer_end = session.interrupted(interrupt);
+                break;
+            }
+        }
         if session.over_limit() || session.close.is_some() {
             break;
         }
@@ -599,6 +627,16 @@ impl Session<'_> {
             }
             Err(e) => self.refuse(e, ack),
         }
+    }
+
+    /// Acts on an [`Interrupt`]; the writer's end, when that was it.
+    fn interrupted(&mut self, interrupt: Interrupt) -> Option<WriterEnd> {
+        match interrupt {
+            Interrupt::Deadline => self.deadline_passed(),
+            Interrupt::Writer(end) => return Some(end),
+            Interrupt::Closed => {}
+        }
+        None
     }
 
     /// The hello timeout or the token's expiry passed: tell the client and close.

@@ -346,3 +346,39 @@ async fn a_publish_sent_but_not_answered_is_timeout_not_unavailable() {
     delivered.sort_unstable();
     assert_eq!(delivered, [1, 2, 3], "the TIMEOUT one was delivered after all: outcome unknown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_parked_on_a_full_relay_queue_is_still_told_its_token_expired() {
+    // Regression: a client waiting for the relay's byte budget (Redis stalled) was not watched for its token's exp.
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    const SECRET: &str = "parked-secret-0123456789";
+    let redis = RedisServer::start();
+    let config = Config {
+        redis: Some(redis.url()),
+        auth_secret: Some(SECRET.into()),
+        relay_queue_bytes: 1,
+        redis_timeout: Duration::from_secs(30),
+        ..Config::default()
+    };
+    let (addr, bridge) = bridge_with(config).await;
+    until("subscribed", || bridge.is_ready()).await;
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3;
+    let claims = serde_json::json!({"sub": "parked", "exp": exp, "publish": [">"], "subscribe": [">"]});
+    let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+    let (mut ws, _) = connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    send(&mut ws, &ClientFrame::Hello { v: 1, token: Some(token) }).await;
+    assert!(matches!(recv(&mut ws).await, ServerFrame::Welcome { .. }));
+    assert_eq!(publish(&mut ws, 1, "parked.a").await, ServerFrame::Ack { ack: 1 });
+
+    redis.signal("STOP");
+    // 2 is in flight for --redis-timeout (30 s) and holds the 1-byte budget; 3 waits for it.
+    for id in [2, 3] {
+        send(&mut ws, &ClientFrame::Publish { envelope: envelope(id, "parked.a"), ack: Some(id) }).await;
+    }
+    let told = tokio::time::timeout(Duration::from_secs(8), recv(&mut ws)).await;
+    redis.signal("CONT");
+    match told {
+        Ok(ServerFrame::Error { code, .. }) => assert_eq!(code, "TOKEN_EXPIRED"),
+        other => panic!("expected TOKEN_EXPIRED within 8 s of a 3 s token, got {other:?}"),
+    }
+}
