@@ -133,13 +133,13 @@
 //! ## Room for recovery (issue 14 item 2: not implemented yet)
 //!
 //! A subscription will carry a position `{offset: u64, epoch: String}`: kept in
-//! the private `Subscription` next to `seq`, updated from each delivered event's offset,
+//! the private `Subscription` next to `acked`, updated from each delivered event's offset,
 //! sent in the resubscribe frame, and checked against the `recovered` flag of
 //! the answer (an [`Effect`] `Resynced { pattern }` when it is false, and a
 //! live offset gap triggering a resubscribe). Nothing of that exists yet: no
 //! frame carries positions, and this session does not pretend to recover.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -539,8 +539,7 @@ impl XorShift {
 /// One subscribed pattern.
 #[derive(Debug, Clone)]
 struct Subscription {
-    /// Order of first subscription: resubscribes go in this order.
-    seq: u64,
+    pattern: String,
     /// Confirmed by the bridge on the current connection.
     acked: bool,
     // TODO(recovery, issue 14 item 2): `position: Option<Position { offset: u64, epoch: String }>`,
@@ -604,6 +603,56 @@ impl Phase {
             }
             _ => None,
         }
+    }
+}
+
+/// A map in a `Vec` sorted by key. The session's maps are bounded and keyed by
+/// ids that only grow (so an insert is almost always a push), and every
+/// `BTreeMap` type costs kilobytes of wasm.
+#[derive(Debug, Clone)]
+struct SortedMap<K, V>(Vec<(K, V)>);
+
+impl<K: Ord + Copy, V> SortedMap<K, V> {
+    const fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn find(&self, key: K) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.cmp(&key))
+    }
+
+    fn get_mut(&mut self, key: K) -> Option<&mut V> {
+        let at = self.find(key).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
+    /// Inserts or replaces.
+    fn insert(&mut self, key: K, value: V) {
+        match self.find(key) {
+            Ok(at) => self.0[at].1 = value,
+            Err(at) => self.0.insert(at, (key, value)),
+        }
+    }
+
+    fn remove(&mut self, key: K) -> Option<V> {
+        let at = self.find(key).ok()?;
+        Some(self.0.remove(at).1)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn iter(&self) -> core::slice::Iter<'_, (K, V)> {
+        self.0.iter()
+    }
+
+    fn iter_mut(&mut self) -> core::slice::IterMut<'_, (K, V)> {
+        self.0.iter_mut()
     }
 }
 
@@ -703,11 +752,14 @@ pub struct Session {
     next_nonce: u64,
     awaiting_pong: Option<u64>,
     ping_at: u64,
-    subscriptions: BTreeMap<String, Subscription>,
-    next_seq: u64,
-    requests: BTreeMap<RequestId, Request>,
-    deadlines: BTreeSet<(u64, RequestId)>,
-    wire: BTreeMap<u64, Wire>,
+    /// In the order of first subscription: resubscribes go in this order.
+    subscriptions: Vec<Subscription>,
+    /// By id.
+    requests: SortedMap<RequestId, Request>,
+    /// Sorted.
+    deadlines: Vec<(u64, RequestId)>,
+    /// By wire `ack`.
+    wire: SortedMap<u64, Wire>,
     queue: OfflineQueue,
     actions: VecDeque<Action>,
     effects: VecDeque<Effect>,
@@ -732,11 +784,10 @@ impl Session {
             next_nonce: 0,
             awaiting_pong: None,
             ping_at: 0,
-            subscriptions: BTreeMap::new(),
-            next_seq: 0,
-            requests: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            wire: BTreeMap::new(),
+            subscriptions: Vec::new(),
+            requests: SortedMap::new(),
+            deadlines: Vec::new(),
+            wire: SortedMap::new(),
             queue: OfflineQueue::new(config.offline_max_items, config.offline_max_bytes),
             actions: VecDeque::new(),
             effects: VecDeque::new(),
@@ -808,15 +859,12 @@ impl Session {
 
     /// The subscribed patterns, in the order they are resubscribed.
     pub fn subscriptions(&self) -> Vec<&str> {
-        let mut patterns: Vec<(u64, &str)> =
-            self.subscriptions.iter().map(|(pattern, sub)| (sub.seq, pattern.as_str())).collect();
-        patterns.sort_unstable();
-        patterns.into_iter().map(|(_, pattern)| pattern).collect()
+        self.subscriptions.iter().map(|sub| sub.pattern.as_str()).collect()
     }
 
     /// True when the bridge confirmed `pattern` on the current connection.
     pub fn is_subscribed(&self, pattern: &str) -> bool {
-        self.subscriptions.get(pattern).is_some_and(|sub| sub.acked)
+        self.subscription(pattern).is_some_and(|i| self.subscriptions[i].acked)
     }
 
     /// The settings (with zeros raised to 1).
@@ -876,7 +924,7 @@ impl Session {
             return Err(SessionError::TooManyRequests);
         }
         let id = self.add_request(RequestKind::Once, now);
-        if let Some(request) = self.requests.get_mut(&id) {
+        if let Some(request) = self.requests.get_mut(id) {
             request.sent = true;
         }
         self.wire.insert(id.0, Wire::Once(id));
@@ -895,19 +943,15 @@ impl Session {
         now: u64,
     ) -> Result<Option<RequestId>, SessionError> {
         validate_pattern(pattern).map_err(SessionError::InvalidPattern)?;
-        if !self.subscriptions.contains_key(pattern)
-            && self.subscriptions.len() >= self.config.max_subscriptions
-        {
+        let new = self.subscription(pattern).is_none();
+        if new && self.subscriptions.len() >= self.config.max_subscriptions {
             return Err(SessionError::TooManySubscriptions);
         }
         if ack && self.requests.len() >= self.config.max_requests {
             return Err(SessionError::TooManyRequests);
         }
-        let new = !self.subscriptions.contains_key(pattern);
         if new {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.subscriptions.insert(pattern.to_string(), Subscription { seq, acked: false });
+            self.subscriptions.push(Subscription { pattern: pattern.to_string(), acked: false });
         }
         let request = ack.then(|| self.add_request(RequestKind::Subscribe(pattern.to_string()), now));
         // Again without `ack`: already on the wire, nothing to send.
@@ -921,14 +965,14 @@ impl Session {
     /// open); a subscribe request for it not sent yet fails with
     /// [`Failure::Cancelled`]. False when it was not subscribed.
     pub fn unsubscribe(&mut self, pattern: &str) -> bool {
-        if self.subscriptions.remove(pattern).is_none() {
+        if !self.remove_subscription(pattern) {
             return false;
         }
         let cancelled: Vec<RequestId> = self
             .requests
             .iter()
             .filter(|(_, r)| !r.sent && matches!(&r.kind, RequestKind::Subscribe(p) if p == pattern))
-            .map(|(&id, _)| id)
+            .map(|&(id, _)| id)
             .collect();
         for id in cancelled {
             self.fail(id, Failure::Cancelled);
@@ -1053,7 +1097,7 @@ impl Session {
                         reason: "hello refused",
                     });
                     self.stop(Stop::Refused { code, message });
-                } else if let Some(ack) = ack.filter(|ack| self.wire.contains_key(ack)) {
+                } else if let Some(ack) = ack.filter(|&ack| self.wire.get_mut(ack).is_some()) {
                     self.answer(ack, Some((code, message)));
                 } else {
                     self.stats.errors += 1;
@@ -1118,6 +1162,22 @@ impl Session {
 
     // ---- internals ----
 
+    /// The index of `pattern` in `subscriptions`.
+    fn subscription(&self, pattern: &str) -> Option<usize> {
+        self.subscriptions.iter().position(|sub| sub.pattern == pattern)
+    }
+
+    /// Removes `pattern` from `subscriptions` (keeping the order); false when absent.
+    fn remove_subscription(&mut self, pattern: &str) -> bool {
+        match self.subscription(pattern) {
+            Some(i) => {
+                self.subscriptions.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn open(&mut self, now: u64) {
         let transport = TransportId(self.next_transport);
         self.next_transport += 1;
@@ -1134,19 +1194,23 @@ impl Session {
         self.awaiting_pong = None;
         self.ping_at = now.saturating_add(self.config.ping_interval_ms);
         // Subscribe requests not on the wire ride on their pattern's resubscribe.
-        let mut waiting: BTreeMap<String, Vec<RequestId>> = BTreeMap::new();
-        for (&id, request) in &self.requests {
-            if let (RequestKind::Subscribe(pattern), false) = (&request.kind, request.sent) {
-                waiting.entry(pattern.clone()).or_default().push(id);
-            }
-        }
-        for pattern in self.subscriptions().into_iter().map(String::from).collect::<Vec<_>>() {
-            let requests = waiting.remove(&pattern).unwrap_or_default();
+        // (Few: only those made while not open; in id order, as the ack answers them.)
+        let waiting: Vec<(String, RequestId)> = self
+            .requests
+            .iter()
+            .filter_map(|(id, request)| match (&request.kind, request.sent) {
+                (RequestKind::Subscribe(pattern), false) => Some((pattern.clone(), *id)),
+                _ => None,
+            })
+            .collect();
+        let patterns: Vec<String> = self.subscriptions.iter().map(|sub| sub.pattern.clone()).collect();
+        for pattern in patterns {
+            let requests = waiting.iter().filter(|(p, _)| *p == pattern).map(|&(_, id)| id).collect();
             self.send_subscribe(pattern, requests);
         }
         while let Some(Queued { bytes, request }) = self.queue.pop() {
             // A request that timed out while queued was answered: never send it.
-            if request.is_none_or(|id| self.requests.contains_key(&id)) {
+            if request.is_none_or(|id| self.requests.get_mut(id).is_some()) {
                 self.send_publish(bytes, request);
             }
         }
@@ -1156,13 +1220,13 @@ impl Session {
     fn lost(&mut self, code: u16, now: u64) {
         self.awaiting_pong = None;
         self.wire.clear();
-        for sub in self.subscriptions.values_mut() {
+        for sub in &mut self.subscriptions {
             sub.acked = false;
         }
         let mut unknown = Vec::new();
-        for (&id, request) in &mut self.requests {
+        for (id, request) in self.requests.iter_mut() {
             match (&request.kind, request.sent) {
-                (RequestKind::Once, true) => unknown.push(id),
+                (RequestKind::Once, true) => unknown.push(*id),
                 (RequestKind::Subscribe(_), true) => request.sent = false,
                 _ => {}
             }
@@ -1186,7 +1250,7 @@ impl Session {
         self.phase = Phase::Closed;
         self.awaiting_pong = None;
         self.wire.clear();
-        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        let ids: Vec<RequestId> = self.requests.iter().map(|&(id, _)| id).collect();
         for id in ids {
             self.fail(id, Failure::Closed);
         }
@@ -1205,7 +1269,9 @@ impl Session {
         let id = self.take_id();
         let deadline = now.saturating_add(self.config.request_timeout_ms);
         self.requests.insert(id, Request { deadline, kind, sent: false });
-        self.deadlines.insert((deadline, id));
+        // Ids only grow and `now` does not go back: almost always a push.
+        let at = self.deadlines.partition_point(|&entry| entry < (deadline, id));
+        self.deadlines.insert(at, (deadline, id));
         id
     }
 
@@ -1216,9 +1282,11 @@ impl Session {
 
     /// Removes a request without an effect; true when it was waiting.
     fn forget(&mut self, id: RequestId) -> bool {
-        match self.requests.remove(&id) {
+        match self.requests.remove(id) {
             Some(request) => {
-                self.deadlines.remove(&(request.deadline, id));
+                if let Ok(at) = self.deadlines.binary_search(&(request.deadline, id)) {
+                    self.deadlines.remove(at);
+                }
                 true
             }
             None => false,
@@ -1239,13 +1307,13 @@ impl Session {
 
     /// The bridge answered the wire `ack`: accepted, or refused with `(code, message)`.
     fn answer(&mut self, ack: u64, refusal: Option<(String, String)>) {
-        let Some(wire) = self.wire.remove(&ack) else { return };
+        let Some(wire) = self.wire.remove(ack) else { return };
         match (wire, refusal) {
             (Wire::Once(id), None) => self.succeed(id),
             (Wire::Once(id), Some((code, message))) => self.fail(id, Failure::Refused { code, message }),
             (Wire::Subscribe { pattern, requests }, None) => {
-                if let Some(sub) = self.subscriptions.get_mut(&pattern) {
-                    sub.acked = true;
+                if let Some(i) = self.subscription(&pattern) {
+                    self.subscriptions[i].acked = true;
                     self.effects.push_back(Effect::Subscribed(pattern));
                 }
                 for id in requests {
@@ -1256,7 +1324,7 @@ impl Session {
                 for id in requests {
                     self.fail(id, Failure::Refused { code: code.clone(), message: message.clone() });
                 }
-                if self.subscriptions.remove(&pattern).is_some() {
+                if self.remove_subscription(&pattern) {
                     self.effects.push_back(Effect::SubscriptionRefused { pattern, code, message });
                 }
             }
@@ -1276,7 +1344,7 @@ impl Session {
             _ => self.take_id(),
         };
         for id in &requests {
-            if let Some(request) = self.requests.get_mut(id) {
+            if let Some(request) = self.requests.get_mut(*id) {
                 request.sent = true;
             }
         }
@@ -1286,7 +1354,7 @@ impl Session {
 
     fn send_publish(&mut self, envelope: Vec<u8>, request: Option<RequestId>) {
         if let Some(id) = request {
-            if let Some(r) = self.requests.get_mut(&id) {
+            if let Some(r) = self.requests.get_mut(id) {
                 r.sent = true;
             }
             self.wire.insert(id.0, Wire::Once(id));

@@ -7,7 +7,7 @@ export interface SwarmbusError extends Error {
     | 'PAYLOAD_TOO_LARGE' | 'DECODE_ERROR' | 'ENCODE_ERROR' | 'CIRCUIT_OPEN' | 'VERSION_CONFLICT'
     | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED' | 'INVALID_STATE' | 'UNAVAILABLE' | 'CLOSED'
     | 'AUTH_REQUIRED' | 'TOKEN_EXPIRED' | 'INVALID_TOKEN' | 'FORBIDDEN' | 'RATE_LIMITED'
-    | 'TOO_MANY_SUBSCRIPTIONS' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED';
+    | 'TOO_MANY_SUBSCRIPTIONS' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED' | 'TIMEOUT' | 'CANCELLED' | 'DISCONNECTED';
 }
 /** Options of `new Messenger(bus, options)`. */
 export interface MessengerOptions {
@@ -17,12 +17,16 @@ export interface MessengerOptions {
     subscribe?: string[];
     /** Forwarded events kept while disconnected (default 1024); the lowest priority is dropped first. */
     offlineCapacity?: number;
+    /** Envelope bytes kept while disconnected (default 4 MiB), bounded like `offlineCapacity`. */
+    offlineBytes?: number;
     /** First reconnect delay (default 100 ms), doubling up to `maxBackoffMs` (default 10 000), with jitter. */
     backoffMs?: number; maxBackoffMs?: number;
     /** How long `connect()` keeps retrying before it rejects with `UNAVAILABLE` (default 10 000 ms). */
     connectTimeoutMs?: number;
     /** Ping period while connected (default 15 000 ms); a ping unanswered by the next one means a dead connection: reconnect. 0: no pings. */
     pingIntervalMs?: number;
+    /** How long `subscribe` and `refreshToken` wait for the bridge's answer before rejecting with `TIMEOUT` (default 5 000 ms). */
+    requestTimeoutMs?: number;
     /** Dispatch remote events as they arrive (default true); otherwise call `bus.drain()`. */
     autoDrain?: boolean;
     /** The WebSocket constructor (default `globalThis.WebSocket`; on Node 20 pass the `ws` package's). */
@@ -279,7 +283,8 @@ export class Messenger {
     close(): void;
     /**
      * Opens the connection to `url` (e.g. `ws://127.0.0.1:8080/ws`) with an
-     * optional `{token}`. Resolves with the session (`{session, version}`)
+     * optional `{token}` (without one, the last token given to `connect` or
+     * `refreshToken` is sent). Resolves with the session (`{session, version}`)
      * once the bridge welcomes us; retries with
      * backoff until `connectTimeoutMs`, then rejects with `UNAVAILABLE`. A
      * refused token rejects at once (`AUTH_REQUIRED`, `TOKEN_EXPIRED`, `INVALID_TOKEN`).
@@ -297,10 +302,11 @@ export class Messenger {
      */
     forward(pattern: string): void;
     /**
-     * `new Messenger(bus, {forward?, subscribe?, offlineCapacity = 1024, backoffMs = 100,
-     * maxBackoffMs = 10000, connectTimeoutMs = 10000, pingIntervalMs = 15000, autoDrain = true, WebSocket?,
-     * onError?, onState?})`. A ping unanswered for `pingIntervalMs` counts as a dead
-     * connection and reconnects (0 turns pings off).
+     * `new Messenger(bus, {forward?, subscribe?, offlineCapacity = 1024, offlineBytes = 4 MiB,
+     * backoffMs = 100, maxBackoffMs = 10000, connectTimeoutMs = 10000, pingIntervalMs = 15000,
+     * requestTimeoutMs = 5000, autoDrain = true, WebSocket?, onError?, onState?})`.
+     * A ping unanswered for `pingIntervalMs` counts as a dead connection and
+     * reconnects (0 turns pings off).
      * `forward`: patterns of local publishes sent to the bridge; `subscribe`: patterns
      * of remote events delivered into `bus`. `WebSocket` is the constructor to use
      * (default `globalThis.WebSocket`; pass the `ws` package's on Node 20).
@@ -314,6 +320,14 @@ export class Messenger {
      * Sets (or clears) the callback hearing state changes (`'open'`, `'reconnecting'`, ...).
      */
     onState(callback?: Function | null): void;
+    /**
+     * Replaces the token: for every later hello and, when connected, on the
+     * current connection too (before the bridge closes it at the old token's
+     * expiry). Resolves when the bridge accepted it (at once when not
+     * connected), rejects with the bridge's code (`INVALID_TOKEN`, ...),
+     * `TIMEOUT`, `DISCONNECTED` or `CLOSED`.
+     */
+    refreshToken(token: string): Promise<any>;
     /**
      * Reports counters this client measured to the bridge, cumulative for the
      * connection: events handled on the wasm path and on a plain-JS path. The
@@ -334,9 +348,10 @@ export class Messenger {
      * reconnects). The promise resolves when the bridge has acknowledged the
      * subscription (at the next welcome when not connected) and rejects with
      * the bridge's code (`FORBIDDEN`, `INVALID_PATTERN`, ...), which also
-     * reaches `onError`; a refused pattern is not sent again. `CLOSED` when
-     * the messenger closes first. (Unawaited, a refusal is not an unhandled
-     * rejection: the package marks the promise handled.)
+     * reaches `onError`; a refused pattern is not sent again. `TIMEOUT` when
+     * no answer came within `requestTimeoutMs`, `CLOSED` when the messenger
+     * closes first. (Unawaited, a refusal is not an unhandled rejection: the
+     * package marks the promise handled.)
      */
     subscribe(pattern: string): Promise<any>;
     /**

@@ -258,6 +258,8 @@ export interface MessengerOptions {
   subscribe?: string[];
   /** Forwarded events kept while disconnected (default 1024); the lowest priority is dropped first. */
   offlineCapacity?: number;
+  /** Envelope bytes kept while disconnected (default 4 MiB); bounded like `offlineCapacity` (a priority ≥ 8 event that does not fit throws `QUEUE_FULL`). */
+  offlineBytes?: number;
   /** First reconnect delay (default 100 ms), doubling up to `maxBackoffMs`, with jitter. */
   backoffMs?: number;
   /** Longest reconnect delay (default 10 000 ms). */
@@ -266,6 +268,8 @@ export interface MessengerOptions {
   connectTimeoutMs?: number;
   /** Ping period while connected (default 15 000 ms); an unanswered ping means a dead connection. 0: no pings. */
   pingIntervalMs?: number;
+  /** How long `subscribe` and `refreshToken` wait for the bridge's answer before rejecting with `TIMEOUT` (default 5 000 ms). */
+  requestTimeoutMs?: number;
   /** Hand remote events to the bus as they arrive (default true); otherwise they wait for `bus.drain()`. */
   autoDrain?: boolean;
   /** The WebSocket constructor (default `globalThis.WebSocket`; on Node 20 pass the `ws` package's). */
@@ -327,6 +331,14 @@ export class Messenger {
    * that `Subscription` once the bridge acknowledged the pattern.
    */
   subscribe<T = unknown>(pattern: string, handler: Handler<T>, options?: SubscribeOptions): Promise<Subscription<T>>;
+  /**
+   * Replaces the token for every later hello and, when connected, on the
+   * current connection (before the bridge closes it at the old token's
+   * expiry). Resolves when the bridge accepted it (at once when not
+   * connected); rejects with the bridge's code (`INVALID_TOKEN`, …),
+   * `TIMEOUT`, `DISCONNECTED` or `CLOSED`.
+   */
+  refreshToken(token: string): Promise<void>;
   /** Resolves when everything forwarded so far has reached the bridge; rejects with `CLOSED` if the messenger closes first. */
   flush(): Promise<void>;
   /** Stops receiving remote events for `pattern`; `false` if not subscribed. */

@@ -65,7 +65,7 @@ const GlueMessenger = glue.Messenger;
 
 // `subscribe` and `flush` return promises; one nobody awaits must not become an
 // unhandled rejection (Node 20 exits on those): a refusal also reaches onError.
-for (const member of ['subscribe', 'flush']) {
+for (const member of ['subscribe', 'flush', 'refreshToken']) {
   const method = GlueMessenger.prototype[member];
   GlueMessenger.prototype[member] = function (a) {
     const promise = method.call(this, a);

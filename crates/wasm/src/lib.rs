@@ -44,7 +44,7 @@ export interface SwarmbusError extends Error {
     | 'PAYLOAD_TOO_LARGE' | 'DECODE_ERROR' | 'ENCODE_ERROR' | 'CIRCUIT_OPEN' | 'VERSION_CONFLICT'
     | 'UNKNOWN_SNAPSHOT' | 'REENTRANT' | 'FREED' | 'INVALID_STATE' | 'UNAVAILABLE' | 'CLOSED'
     | 'AUTH_REQUIRED' | 'TOKEN_EXPIRED' | 'INVALID_TOKEN' | 'FORBIDDEN' | 'RATE_LIMITED'
-    | 'TOO_MANY_SUBSCRIPTIONS' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED';
+    | 'TOO_MANY_SUBSCRIPTIONS' | 'UNSUPPORTED_VERSION' | 'HELLO_REQUIRED' | 'TIMEOUT' | 'CANCELLED' | 'DISCONNECTED';
 }
 /** Options of `new Messenger(bus, options)`. */
 export interface MessengerOptions {
@@ -54,12 +54,16 @@ export interface MessengerOptions {
   subscribe?: string[];
   /** Forwarded events kept while disconnected (default 1024); the lowest priority is dropped first. */
   offlineCapacity?: number;
+  /** Envelope bytes kept while disconnected (default 4 MiB), bounded like `offlineCapacity`. */
+  offlineBytes?: number;
   /** First reconnect delay (default 100 ms), doubling up to `maxBackoffMs` (default 10 000), with jitter. */
   backoffMs?: number; maxBackoffMs?: number;
   /** How long `connect()` keeps retrying before it rejects with `UNAVAILABLE` (default 10 000 ms). */
   connectTimeoutMs?: number;
   /** Ping period while connected (default 15 000 ms); a ping unanswered by the next one means a dead connection: reconnect. 0: no pings. */
   pingIntervalMs?: number;
+  /** How long `subscribe` and `refreshToken` wait for the bridge's answer before rejecting with `TIMEOUT` (default 5 000 ms). */
+  requestTimeoutMs?: number;
   /** Dispatch remote events as they arrive (default true); otherwise call `bus.drain()`. */
   autoDrain?: boolean;
   /** The WebSocket constructor (default `globalThis.WebSocket`; on Node 20 pass the `ws` package's). */

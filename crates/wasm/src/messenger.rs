@@ -2,21 +2,39 @@
 //!
 //! Local publishes on the `forward` patterns are sent to the bridge; events the
 //! bridge delivers for the `subscribe` patterns are queued into the local bus
-//! (and dispatched, unless `autoDrain` is off). While the socket is down,
-//! forwarded publishes wait in a bounded priority queue; the socket reconnects
-//! with exponential backoff and jitter, then resubscribes and flushes.
+//! (and dispatched, unless `autoDrain` is off).
+//!
+//! The protocol (hello, resubscribing in order after a reconnect, backoff with
+//! jitter, keepalive pings, the offline queue bounded in items and bytes,
+//! request deadlines) is [`swarmbus_core::session::Session`]; this module is
+//! its browser/Node shell, like `swarmbus_bridge::client` is its tokio shell.
+//! It owns one session, the sockets by [`TransportId`] and one timer. After
+//! every input ([`drive`]) it takes one action or effect at a time while the
+//! state is borrowed and carries it out after the borrow is released: no
+//! `RefCell` borrow is held across a call into JS, so a handler or callback
+//! may call back into the messenger or the bus.
+//!
+//! What stays here: the forward router, the memory of our own envelope ids
+//! (an event of ours coming back is dropped as an echo), the per-task batch of
+//! forwarded publishes (sent most urgent first at the next microtask), the
+//! promises of `connect`, `subscribe`, `refreshToken` and `flush`, and the
+//! JS callbacks. `flush` is the shell's own: a `ping` with a nonce from a range
+//! the session never uses, sent after what it waits for; its `pong` is
+//! answered here and not handed to the session.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 
-use gloo_timers::callback::{Interval, Timeout};
+use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise, Uint8Array};
 use serde::Deserialize;
 use swarmbus_core::bus::PublishOptions;
-use swarmbus_core::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
-use swarmbus_core::queue::Pushed;
-use swarmbus_core::{envelope, Envelope, Priority, PriorityQueue, Router, SubscriptionId};
+use swarmbus_core::protocol::{ClientFrame, ServerFrame};
+use swarmbus_core::session::{
+    Action, Effect, Failure, RequestId, SessionError, SessionState, Stop, TransportId,
+};
+use swarmbus_core::{envelope, Envelope, Priority, Router, Session, SessionConfig, SubscriptionId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -28,8 +46,11 @@ use crate::error::{Error, Result};
 /// Envelope ids remembered to recognise our own events coming back.
 const ECHO_MEMORY: usize = 4096;
 
-/// Hello refusals that no reconnect can fix.
-const FATAL_CODES: [&str; 4] = ["AUTH_REQUIRED", "TOKEN_EXPIRED", "INVALID_TOKEN", "UNSUPPORTED_VERSION"];
+/// `flush` pings use nonces from here up; the session's keepalive counts from 0.
+const FLUSH_NONCE_BASE: u64 = 1 << 62;
+
+/// The longest delay `setTimeout` takes.
+const MAX_TIMER_MS: u64 = i32::MAX as u64;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -37,10 +58,12 @@ struct MessengerOptions {
     forward: Vec<String>,
     subscribe: Vec<String>,
     offline_capacity: Option<usize>,
+    offline_bytes: Option<usize>,
     backoff_ms: Option<u32>,
     max_backoff_ms: Option<u32>,
     connect_timeout_ms: Option<f64>,
     ping_interval_ms: Option<u32>,
+    request_timeout_ms: Option<u32>,
     auto_drain: Option<bool>,
     #[serde(rename = "WebSocket", with = "serde_wasm_bindgen::preserve")]
     web_socket: JsValue,
@@ -50,31 +73,36 @@ struct MessengerOptions {
     on_state: JsValue,
 }
 
+impl MessengerOptions {
+    /// The session's settings; `seed` seeds the backoff jitter.
+    fn session_config(&self, seed: u64) -> SessionConfig {
+        let defaults = SessionConfig::default();
+        let give_up = match self.connect_timeout_ms {
+            Some(ms) if ms.is_finite() && ms >= 0.0 => ms as u64,
+            _ => 10_000,
+        };
+        SessionConfig {
+            token: None,
+            reconnect: true,
+            min_backoff_ms: self.backoff_ms.map_or(defaults.min_backoff_ms, u64::from),
+            max_backoff_ms: self.max_backoff_ms.map_or(defaults.max_backoff_ms, u64::from),
+            // One attempt never outlasts the whole connect timeout.
+            connect_timeout_ms: give_up.clamp(1, defaults.connect_timeout_ms),
+            give_up_after_ms: Some(give_up),
+            ping_interval_ms: self.ping_interval_ms.map_or(defaults.ping_interval_ms, u64::from),
+            request_timeout_ms: self.request_timeout_ms.map_or(defaults.request_timeout_ms, u64::from),
+            offline_max_items: self.offline_capacity.unwrap_or(defaults.offline_max_items).max(1),
+            offline_max_bytes: self.offline_bytes.unwrap_or(defaults.offline_max_bytes).max(1),
+            seed,
+            ..defaults
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ConnectOptions {
     token: Option<String>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Status {
-    Idle,
-    Connecting,
-    Open,
-    Reconnecting,
-    Closed,
-}
-
-impl Status {
-    fn name(self) -> &'static str {
-        match self {
-            Status::Idle => "idle",
-            Status::Connecting => "connecting",
-            Status::Open => "open",
-            Status::Reconnecting => "reconnecting",
-            Status::Closed => "closed",
-        }
-    }
 }
 
 /// A live socket and the callbacks it holds.
@@ -95,103 +123,122 @@ impl Socket {
     }
 }
 
+/// The messenger's own counters (the protocol's are the session's).
 #[derive(Default, Clone, Copy)]
 struct Stats {
-    sent: u64,
     received: u64,
     echoes: u64,
-    dropped: [u64; Priority::LEVELS],
-    reconnects: u64,
     errors: u64,
 }
 
+/// A promise's resolve and reject functions.
+type Waiter = (Function, Function);
+
 struct State {
     bus: Rc<BusShared>,
+    session: Session,
     url: String,
-    token: Option<String>,
-    status: Status,
-    /// Gives up when the first connection is not up by then (ms since the epoch).
-    first_deadline: Option<f64>,
-    socket: Option<Socket>,
-    /// Sockets and timers whose callbacks may still be running; dropped later.
-    retired: Vec<Socket>,
+    /// The socket of each transport the session asked for and has not given up.
+    sockets: VecMap<TransportId, Socket>,
+    /// The transport of the last `Action::Open`: the only one the session talks to.
+    current: Option<TransportId>,
+    /// Sockets whose callbacks may still be running; dropped later.
+    retired: VecDeque<Socket>,
     timer: Option<Timeout>,
+    /// The timer whose callback is running (dropping it there would free the running closure).
     fired_timer: Option<Timeout>,
-    /// Pings the bridge while connected; a ping unanswered by the next tick means a dead connection.
-    pinger: Option<Interval>,
-    /// A stopped pinger whose callback may be running; dropped at the next stop.
-    stopped_pinger: Option<Interval>,
-    ping_interval_ms: u32,
-    /// The nonce of the ping not answered yet.
-    awaiting_pong: Option<u64>,
-    attempt: u32,
-    remote: BTreeMap<String, ()>,
+    /// When `timer` fires, on the session's clock.
+    armed_at: Option<u64>,
+    /// The session's clock: `Date.now()`, never going back.
+    clock: u64,
     forward: Router,
-    forward_ids: BTreeMap<String, SubscriptionId>,
-    /// Forwarded envelopes not sent yet (this microtask's, or everything while disconnected).
-    queue: PriorityQueue<Vec<u8>>,
-    flush_scheduled: bool,
-    /// This state, for the flush microtask.
+    /// The forwarded patterns (few) and their ids in `forward`.
+    forward_ids: Vec<(String, SubscriptionId)>,
+    /// Forwarded envelopes of this task, sent most urgent first at the next microtask.
+    batch: [Vec<Vec<u8>>; Priority::LEVELS],
+    batch_len: usize,
+    batch_bytes: usize,
+    batch_scheduled: bool,
+    /// This state, for the microtask.
     me: Weak<RefCell<State>>,
     sent_ids: VecDeque<u64>,
     sent_set: HashSet<u64>,
-    waiters: Vec<(Function, Function)>,
-    /// `subscribe` promises waiting for the bridge's answer: (pattern, resolve, reject).
-    sub_waiters: Vec<(String, Function, Function)>,
-    /// (ack, pattern) of each subscribe frame sent on this connection and not answered yet.
-    sub_acks: Vec<(u64, String)>,
-    /// Patterns the bridge acknowledged on this connection.
-    acked: Vec<String>,
+    /// `connect` promises, resolved at the welcome.
+    waiters: Vec<Waiter>,
+    /// `{session, version}` of the last welcome.
+    welcome: Option<(u64, u32)>,
+    /// `subscribe` and `refreshToken` promises by the session's request.
+    requests: VecMap<RequestId, Waiter>,
     /// `flush` promises: each resolves at the pong of the ping sent after what it waits for.
     flush_waiters: Vec<(u64, Function, Function)>,
-    /// `{session, version}` of the current connection.
-    session: JsValue,
+    next_flush: u64,
+    /// Frames of the shell (flush pings), written after the session's.
+    extra: VecDeque<(TransportId, Vec<u8>)>,
+    /// A `drive` is running: inputs made meanwhile are carried out by it.
+    driving: bool,
     stats: Stats,
-    next_ack: u64,
-    backoff_ms: u32,
-    max_backoff_ms: u32,
-    connect_timeout_ms: f64,
     auto_drain: bool,
     web_socket: JsValue,
     on_error: Option<Function>,
     on_state: Option<Function>,
 }
 
-/// JS calls decided while the state was borrowed, made after it is released
-/// (a callback may call back into the messenger or the bus).
-#[derive(Default)]
-struct Effects {
-    errors: Vec<JsValue>,
-    state: Option<&'static str>,
-    resolve: Vec<(Function, JsValue)>,
-    reject: Vec<(Function, JsValue)>,
-    drain: bool,
-}
+/// A few values by key in a `Vec` (each `BTreeMap` type costs kilobytes of wasm).
+struct VecMap<K, V>(Vec<(K, V)>);
 
-impl Effects {
-    fn run(self, shared: &Rc<RefCell<State>>) {
-        let (on_error, on_state, bus) = {
-            let s = shared.borrow();
-            (s.on_error.clone(), s.on_state.clone(), s.bus.clone())
-        };
-        if let (Some(state), Some(f)) = (self.state, &on_state) {
-            let _ = f.call1(&JsValue::UNDEFINED, &state.into());
-        }
-        for (f, value) in self.resolve {
-            let _ = f.call1(&JsValue::UNDEFINED, &value);
-        }
-        for (f, error) in self.reject {
-            let _ = f.call1(&JsValue::UNDEFINED, &error);
-        }
-        if let Some(f) = &on_error {
-            for error in self.errors {
-                let _ = f.call1(&JsValue::UNDEFINED, &error);
+impl<K: PartialEq + Copy, V> VecMap<K, V> {
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => Some(std::mem::replace(&mut slot.1, value)),
+            None => {
+                self.0.push((key, value));
+                None
             }
         }
-        if self.drain {
-            bus.drain_if_idle();
-        }
     }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        let index = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.swap_remove(index).1)
+    }
+}
+
+/// One JS call decided while the state was borrowed, made after it is released.
+enum Step {
+    Open {
+        transport: TransportId,
+        ctor: JsValue,
+        url: String,
+    },
+    Send {
+        ws: WebSocket,
+        frame: Vec<u8>,
+    },
+    Close {
+        socket: Socket,
+        code: u16,
+        reason: &'static str,
+    },
+    /// `onState`, then the connect promises (resolved on open, rejected on stop).
+    State {
+        name: &'static str,
+        on_state: Option<Function>,
+        settle: Vec<(Function, JsValue)>,
+    },
+    Event {
+        bytes: Vec<u8>,
+    },
+    /// Promises to settle and errors for `onError`.
+    Calls {
+        settle: Vec<(Function, JsValue)>,
+        errors: Vec<JsValue>,
+        on_error: Option<Function>,
+    },
+    Nothing,
 }
 
 /// Connects a `Bus` to a swarmbus bridge.
@@ -208,10 +255,11 @@ pub struct Messenger {
 
 #[wasm_bindgen]
 impl Messenger {
-    /// `new Messenger(bus, {forward?, subscribe?, offlineCapacity = 1024, backoffMs = 100,
-    /// maxBackoffMs = 10000, connectTimeoutMs = 10000, pingIntervalMs = 15000, autoDrain = true, WebSocket?,
-    /// onError?, onState?})`. A ping unanswered for `pingIntervalMs` counts as a dead
-    /// connection and reconnects (0 turns pings off).
+    /// `new Messenger(bus, {forward?, subscribe?, offlineCapacity = 1024, offlineBytes = 4 MiB,
+    /// backoffMs = 100, maxBackoffMs = 10000, connectTimeoutMs = 10000, pingIntervalMs = 15000,
+    /// requestTimeoutMs = 5000, autoDrain = true, WebSocket?, onError?, onState?})`.
+    /// A ping unanswered for `pingIntervalMs` counts as a dead connection and
+    /// reconnects (0 turns pings off).
     /// `forward`: patterns of local publishes sent to the bridge; `subscribe`: patterns
     /// of remote events delivered into `bus`. `WebSocket` is the constructor to use
     /// (default `globalThis.WebSocket`; pass the `ws` package's on Node 20).
@@ -230,41 +278,39 @@ impl Messenger {
                 "no WebSocket here: pass {WebSocket} (on Node 20: the `ws` package's WebSocket)",
             ));
         }
-        let capacity = options.offline_capacity.unwrap_or(1024).max(1);
+        let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+        let mut session = Session::new(options.session_config(seed));
+        for pattern in &options.subscribe {
+            session.subscribe(pattern, false, 0).map_err(session_error)?;
+        }
         let state = State {
             bus: bus.shared(),
+            session,
             url: String::new(),
-            token: None,
-            status: Status::Idle,
-            first_deadline: None,
-            socket: None,
-            retired: Vec::new(),
+            sockets: VecMap(Vec::new()),
+            current: None,
+            retired: VecDeque::new(),
             timer: None,
             fired_timer: None,
-            pinger: None,
-            stopped_pinger: None,
-            ping_interval_ms: options.ping_interval_ms.unwrap_or(15_000),
-            awaiting_pong: None,
-            attempt: 0,
-            remote: BTreeMap::new(),
+            armed_at: None,
+            clock: 0,
             forward: Router::new(),
-            forward_ids: BTreeMap::new(),
-            queue: PriorityQueue::new(capacity),
-            flush_scheduled: false,
+            forward_ids: Vec::new(),
+            batch: Default::default(),
+            batch_len: 0,
+            batch_bytes: 0,
+            batch_scheduled: false,
             me: Weak::new(),
             sent_ids: VecDeque::new(),
             sent_set: HashSet::new(),
             waiters: Vec::new(),
-            sub_waiters: Vec::new(),
-            sub_acks: Vec::new(),
-            acked: Vec::new(),
+            welcome: None,
+            requests: VecMap(Vec::new()),
             flush_waiters: Vec::new(),
-            session: JsValue::UNDEFINED,
+            next_flush: FLUSH_NONCE_BASE,
+            extra: VecDeque::new(),
+            driving: false,
             stats: Stats::default(),
-            next_ack: 1,
-            backoff_ms: options.backoff_ms.unwrap_or(100).max(1),
-            max_backoff_ms: options.max_backoff_ms.unwrap_or(10_000).max(1),
-            connect_timeout_ms: options.connect_timeout_ms.unwrap_or(10_000.0),
             auto_drain: options.auto_drain.unwrap_or(true),
             web_socket: options.web_socket,
             on_error: options.on_error.dyn_into().ok(),
@@ -277,17 +323,14 @@ impl Messenger {
             for pattern in &options.forward {
                 s.add_forward(pattern)?;
             }
-            for pattern in &options.subscribe {
-                swarmbus_core::topic::validate_pattern(pattern).map_err(Error::pattern)?;
-                s.remote.insert(pattern.clone(), ());
-            }
         }
         bus.shared().attach(Rc::new(Forwarder(Rc::downgrade(&state))))?;
         Ok(Messenger { state })
     }
 
     /// Opens the connection to `url` (e.g. `ws://127.0.0.1:8080/ws`) with an
-    /// optional `{token}`. Resolves with the session (`{session, version}`)
+    /// optional `{token}` (without one, the last token given to `connect` or
+    /// `refreshToken` is sent). Resolves with the session (`{session, version}`)
     /// once the bridge welcomes us; retries with
     /// backoff until `connectTimeoutMs`, then rejects with `UNAVAILABLE`. A
     /// refused token rejects at once (`AUTH_REQUIRED`, `TOKEN_EXPIRED`, `INVALID_TOKEN`).
@@ -297,20 +340,23 @@ impl Messenger {
         #[wasm_bindgen(unchecked_param_type = "{ token?: string } | undefined")] options: JsValue,
     ) -> Result<Promise> {
         let options: ConnectOptions = options_or_default(options)?;
+        let (promise, resolve, reject) = new_promise();
+        let now = now_ms();
         {
             let mut s = self.state.borrow_mut();
-            if !matches!(s.status, Status::Idle | Status::Closed) {
-                return Err(Error::new("INVALID_STATE", format_args!("already {}", s.status.name())));
+            let state = s.session.state();
+            if !matches!(state, SessionState::Idle | SessionState::Closed) {
+                return Err(Error::new("INVALID_STATE", format_args!("already {}", state.name())));
             }
+            let now = s.advance(now);
             s.url = url.to_owned();
-            s.token = options.token;
-            s.attempt = 0;
-            s.first_deadline = Some(js_sys::Date::now() + s.connect_timeout_ms);
+            if options.token.is_some() {
+                s.session.set_token(options.token);
+            }
+            s.session.connect(now).map_err(session_error)?;
+            s.waiters.push((resolve, reject));
         }
-        let mut waiter = None;
-        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
-        self.state.borrow_mut().waiters.extend(waiter);
-        open_socket(&self.state);
+        drive(&self.state);
         Ok(promise)
     }
 
@@ -318,29 +364,47 @@ impl Messenger {
     /// reconnects). The promise resolves when the bridge has acknowledged the
     /// subscription (at the next welcome when not connected) and rejects with
     /// the bridge's code (`FORBIDDEN`, `INVALID_PATTERN`, ...), which also
-    /// reaches `onError`; a refused pattern is not sent again. `CLOSED` when
-    /// the messenger closes first. (Unawaited, a refusal is not an unhandled
-    /// rejection: the package marks the promise handled.)
+    /// reaches `onError`; a refused pattern is not sent again. `TIMEOUT` when
+    /// no answer came within `requestTimeoutMs`, `CLOSED` when the messenger
+    /// closes first. (Unawaited, a refusal is not an unhandled rejection: the
+    /// package marks the promise handled.)
     pub fn subscribe(&self, pattern: &str) -> Result<Promise> {
         swarmbus_core::topic::validate_pattern(pattern).map_err(Error::pattern)?;
-        if self.state.borrow().status == Status::Closed {
+        if self.state.borrow().session.state() == SessionState::Closed {
             return Ok(closed_promise());
         }
         let (promise, resolve, reject) = new_promise();
-        let mut s = self.state.borrow_mut();
-        let new = s.remote.insert(pattern.to_owned(), ()).is_none();
-        if !new && s.acked.iter().any(|p| p == pattern) {
-            drop(s);
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-            return Ok(promise);
+        let now = now_ms();
+        {
+            let mut s = self.state.borrow_mut();
+            let now = s.advance(now);
+            match s.session.subscribe(pattern, true, now).map_err(session_error)? {
+                Some(id) => drop(s.requests.insert(id, (resolve, reject))),
+                None => return Ok(Promise::resolve(&JsValue::UNDEFINED)),
+            }
         }
-        s.sub_waiters.push((pattern.to_owned(), resolve, reject));
-        let in_flight = s.sub_acks.iter().any(|(_, p)| p == pattern);
-        if s.status == Status::Open && !in_flight {
-            let ack = s.take_ack();
-            s.sub_acks.push((ack, pattern.to_owned()));
-            s.send(&ClientFrame::Subscribe { pattern: pattern.to_owned(), ack: Some(ack) });
+        drive(&self.state);
+        Ok(promise)
+    }
+
+    /// Replaces the token: for every later hello and, when connected, on the
+    /// current connection too (before the bridge closes it at the old token's
+    /// expiry). Resolves when the bridge accepted it (at once when not
+    /// connected), rejects with the bridge's code (`INVALID_TOKEN`, ...),
+    /// `TIMEOUT`, `DISCONNECTED` or `CLOSED`.
+    #[wasm_bindgen(js_name = refreshToken)]
+    pub fn refresh_token(&self, token: String) -> Result<Promise> {
+        let (promise, resolve, reject) = new_promise();
+        let now = now_ms();
+        {
+            let mut s = self.state.borrow_mut();
+            let now = s.advance(now);
+            match s.session.refresh_token(token, now).map_err(session_error)? {
+                Some(id) => drop(s.requests.insert(id, (resolve, reject))),
+                None => return Ok(Promise::resolve(&JsValue::UNDEFINED)),
+            }
         }
+        drive(&self.state);
         Ok(promise)
     }
 
@@ -349,27 +413,30 @@ impl Messenger {
     /// While disconnected it waits for the next connection; rejects with
     /// `CLOSED` when the messenger closes first.
     pub fn flush(&self) -> Promise {
-        if self.state.borrow().status == Status::Closed {
+        if self.state.borrow().session.state() == SessionState::Closed {
             return closed_promise();
         }
         let (promise, resolve, reject) = new_promise();
-        let mut s = self.state.borrow_mut();
-        let nonce = s.take_ack();
-        s.flush_waiters.push((nonce, resolve, reject));
-        if s.status == Status::Open {
-            s.flush();
-            s.send(&ClientFrame::Ping { nonce });
+        let now = now_ms();
+        {
+            let mut s = self.state.borrow_mut();
+            let now = s.advance(now);
+            let errors = s.flush_batch(now);
+            let nonce = s.next_flush;
+            s.next_flush += 1;
+            s.flush_waiters.push((nonce, resolve, reject));
+            s.ping_for_flush(nonce);
+            drop(s);
+            report_errors(&self.state, errors);
         }
+        drive(&self.state);
         promise
     }
 
     /// Stops receiving remote events for `pattern`; `false` if not subscribed.
     pub fn unsubscribe(&self, pattern: &str) -> bool {
-        let mut s = self.state.borrow_mut();
-        let had = s.remote.remove(pattern).is_some();
-        if had && s.status == Status::Open {
-            s.send(&ClientFrame::Unsubscribe { pattern: pattern.to_owned() });
-        }
+        let had = self.state.borrow_mut().session.unsubscribe(pattern);
+        drive(&self.state);
         had
     }
 
@@ -382,8 +449,11 @@ impl Messenger {
     #[wasm_bindgen(js_name = stopForwarding)]
     pub fn stop_forwarding(&self, pattern: &str) -> bool {
         let mut s = self.state.borrow_mut();
-        match s.forward_ids.remove(pattern) {
-            Some(id) => s.forward.unsubscribe(id),
+        match s.forward_ids.iter().position(|(p, _)| p == pattern) {
+            Some(at) => {
+                let (_, id) = s.forward_ids.remove(at);
+                s.forward.unsubscribe(id)
+            }
             None => false,
         }
     }
@@ -393,19 +463,15 @@ impl Messenger {
     /// bridge exports them as `swarmbus_client_events_total{kind, path}`.
     /// `kind` is 1–32 of `a-z 0-9 _ -`. Returns `false` when not connected.
     pub fn report(&self, kind: &str, wasm: f64, js: f64) -> bool {
-        let mut s = self.state.borrow_mut();
-        if s.status != Status::Open {
-            return false;
-        }
         let count = |n: f64| if n.is_finite() && n > 0.0 { n as u64 } else { 0 };
-        s.send(&ClientFrame::Report { kind: kind.to_owned(), wasm: count(wasm), js: count(js) });
-        true
+        let sent = self.state.borrow_mut().session.report(kind, count(wasm), count(js));
+        drive(&self.state);
+        sent
     }
 
     /// Closes the connection for good (no reconnect); queued offline events stay queued.
     pub fn close(&self) {
-        let effects = self.state.borrow_mut().shut("closed by the application");
-        effects.run(&self.state);
+        close(&self.state);
     }
 
     /// `'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'`.
@@ -414,23 +480,26 @@ impl Messenger {
         unchecked_return_type = "'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'"
     )]
     pub fn state(&self) -> String {
-        self.state.borrow().status.name().to_owned()
+        self.state.borrow().session.state().name().to_owned()
     }
 
     /// Counters: `{sent, received, echoes, queued, dropped, droppedByPriority, reconnects, errors}`.
     #[wasm_bindgen(unchecked_return_type = "MessengerStats")]
     pub fn stats(&self) -> JsValue {
-        let s = self.state.borrow();
+        let (session, queued, own) = {
+            let s = self.state.borrow();
+            (s.session.stats(), s.session.queued() + s.batch_len, s.stats)
+        };
         let out = js_sys::Object::new();
         let set = |k: &str, v: f64| crate::codec::set(&out, k, &v.into());
-        set("sent", s.stats.sent as f64);
-        set("received", s.stats.received as f64);
-        set("echoes", s.stats.echoes as f64);
-        set("queued", s.queue.len() as f64);
-        set("dropped", s.stats.dropped.iter().sum::<u64>() as f64);
-        set("reconnects", s.stats.reconnects as f64);
-        set("errors", s.stats.errors as f64);
-        let by_priority: js_sys::Array = s.stats.dropped.iter().map(|&n| JsValue::from(n as f64)).collect();
+        set("sent", session.published as f64);
+        set("received", own.received as f64);
+        set("echoes", own.echoes as f64);
+        set("queued", queued as f64);
+        set("dropped", session.dropped.iter().sum::<u64>() as f64);
+        set("reconnects", session.reconnects as f64);
+        set("errors", own.errors as f64);
+        let by_priority: js_sys::Array = session.dropped.iter().map(|&n| JsValue::from(n as f64)).collect();
         crate::codec::set(&out, "droppedByPriority", &by_priority);
         out.into()
     }
@@ -450,22 +519,36 @@ impl Messenger {
 
 impl Drop for Messenger {
     fn drop(&mut self) {
-        let effects = {
-            let mut s = self.state.borrow_mut();
-            s.bus.detach();
-            s.shut("freed")
-        };
-        effects.run(&self.state);
+        let bus = self.state.borrow().bus.clone();
+        bus.detach();
+        close(&self.state);
     }
 }
 
+/// Closes the session for good and carries it out.
+fn close(shared: &Rc<RefCell<State>>) {
+    let now = now_ms();
+    {
+        let mut s = shared.borrow_mut();
+        let now = s.advance(now);
+        s.session.close(now);
+    }
+    drive(shared);
+}
+
 impl State {
+    /// Moves the session's clock to `now` (never back) and returns it.
+    fn advance(&mut self, now: u64) -> u64 {
+        self.clock = self.clock.max(now);
+        self.clock
+    }
+
     fn add_forward(&mut self, pattern: &str) -> Result<()> {
-        if self.forward_ids.contains_key(pattern) {
+        if self.forward_ids.iter().any(|(p, _)| p == pattern) {
             return Ok(());
         }
         let id = self.forward.subscribe(pattern).map_err(Error::pattern)?;
-        self.forward_ids.insert(pattern.to_owned(), id);
+        self.forward_ids.push((pattern.to_owned(), id));
         Ok(())
     }
 
@@ -474,107 +557,67 @@ impl State {
         !self.forward_ids.is_empty() && self.forward.route(topic).is_ok_and(|route| !route.is_empty())
     }
 
-    fn take_ack(&mut self) -> u64 {
-        let ack = self.next_ack;
-        self.next_ack += 1;
-        ack
-    }
-
-    fn send(&mut self, frame: &ClientFrame) {
-        if let Some(socket) = &self.socket {
-            // A socket that is closing drops sends; the close handler reconnects.
-            let _ = socket.ws.send_with_u8_array(&frame.encode());
-        }
-    }
-
-    fn set_status(&mut self, status: Status, effects: &mut Effects) {
-        if self.status != status {
-            self.status = status;
-            effects.state = Some(status.name());
-        }
-    }
-
-    /// Sends a forwarded envelope now, or queues it while the socket is down.
-    /// Queues a forwarded envelope. While connected, what one JS task forwards
-    /// is sent at the next microtask, most urgent first (a full queue is sent
-    /// at once); while disconnected it waits for the next welcome.
-    fn send_envelope(&mut self, bytes: Vec<u8>, id: u64, priority: Priority) -> Result<()> {
-        self.remember(id);
-        let full = self.queue.len() >= self.queue.capacity();
-        if full && self.status == Status::Open {
-            self.flush();
-        } else if full
-            && priority.is_critical()
-            && self.queue.depth_by_priority()[..8].iter().all(|&n| n == 0)
-        {
-            return Err(Error::new(
-                "QUEUE_FULL",
-                format_args!(
-                    "the messenger is offline and its queue holds {} priority ≥ 8 events; \
-                     this priority {} event was not published",
-                    self.queue.len(),
-                    priority.get()
-                ),
-            ));
-        }
-        match self.queue.push(priority, bytes) {
-            Ok(Pushed::Queued) => {}
-            Ok(Pushed::Evicted(_, lost)) => self.stats.dropped[lost.index()] += 1,
-            Err(_) => self.stats.dropped[priority.index()] += 1,
-        }
-        if self.status == Status::Open && !self.flush_scheduled {
-            self.flush_scheduled = true;
-            let me = self.me.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                if let Some(state) = me.upgrade() {
-                    let mut s = state.borrow_mut();
-                    s.flush_scheduled = false;
-                    s.flush();
-                }
-            });
-        }
-        Ok(())
-    }
-
-    /// Sends everything queued, most urgent first, if connected.
-    fn flush(&mut self) {
-        if self.status != Status::Open {
-            return;
-        }
-        while let Some((_, envelope)) = self.queue.pop() {
-            self.stats.sent += 1;
-            self.send(&ClientFrame::Publish { envelope, ack: None });
-        }
-    }
-
-    fn start_pinger(&mut self) {
-        self.awaiting_pong = None;
-        if self.ping_interval_ms == 0 || self.pinger.is_some() {
-            return;
-        }
-        let me = self.me.clone();
-        self.pinger = Some(Interval::new(self.ping_interval_ms, move || {
-            if let Some(shared) = me.upgrade() {
-                let effects = ping_tick(&shared);
-                effects.run(&shared);
+    /// Takes a forwarded envelope. While open it joins this task's batch
+    /// (handed to the session at the next microtask, most urgent first, or at
+    /// once when the batch is full: returns true then, the frames wait to be
+    /// written); otherwise the session's offline queue takes it. A priority
+    /// ≥ 8 publish the full offline queue refuses is an error (`QUEUE_FULL`);
+    /// a lower one is dropped and counted.
+    fn forward_envelope(&mut self, bytes: Vec<u8>, id: u64, priority: Priority, now: u64) -> Result<bool> {
+        if self.session.state() == SessionState::Open {
+            self.remember(id);
+            self.batch_bytes += bytes.len();
+            self.batch[priority.index()].push(bytes);
+            self.batch_len += 1;
+            let config = self.session.config();
+            if self.batch_len >= config.offline_max_items || self.batch_bytes >= config.offline_max_bytes {
+                // Published while open: nothing can be refused.
+                let _ = self.flush_batch(now);
+                return Ok(true);
             }
-        }));
-    }
-
-    fn stop_pinger(&mut self) {
-        self.awaiting_pong = None;
-        if let Some(pinger) = self.pinger.take() {
-            self.stopped_pinger = Some(pinger);
+            return Ok(false);
+        }
+        match self.session.publish(bytes, priority, false, now) {
+            Ok(_) => {
+                self.remember(id);
+                Ok(false)
+            }
+            Err(SessionError::QueueFull { .. }) if !priority.is_critical() => Ok(false),
+            Err(e) => Err(Error::new(
+                e.code(),
+                format_args!("{e}; the messenger is offline and this event was not published"),
+            )),
         }
     }
 
-    /// Keeps a replaced socket (its callback may be running) until two more are replaced.
-    fn retire(&mut self, socket: Socket) {
-        socket.detach();
-        if self.retired.len() >= 2 {
-            self.retired.remove(0);
+    /// Hands this task's batch to the session, most urgent first, FIFO within a
+    /// priority; returns the errors of priority ≥ 8 publishes the offline
+    /// queue refused (the connection dropped since they were batched).
+    fn flush_batch(&mut self, now: u64) -> Vec<JsValue> {
+        self.batch_len = 0;
+        self.batch_bytes = 0;
+        let mut errors = Vec::new();
+        for level in (0..Priority::LEVELS).rev() {
+            let priority = Priority::new(level as u8).unwrap_or(Priority::BULK);
+            for bytes in std::mem::take(&mut self.batch[level]) {
+                match self.session.publish(bytes, priority, false, now) {
+                    Err(e) if priority.is_critical() => {
+                        errors.push(
+                            Error::new(e.code(), format_args!("{e}; a forwarded event was lost")).into(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
         }
-        self.retired.push(socket);
+        errors
+    }
+
+    /// Sends the ping a `flush` waits for, if open (else the next welcome does).
+    fn ping_for_flush(&mut self, nonce: u64) {
+        if let (SessionState::Open, Some(transport)) = (self.session.state(), self.current) {
+            self.extra.push_back((transport, ClientFrame::Ping { nonce }.encode()));
+        }
     }
 
     fn remember(&mut self, id: u64) {
@@ -587,167 +630,355 @@ impl State {
         self.sent_set.insert(id);
     }
 
-    /// Closes for good and rejects a pending `connect`.
-    fn shut(&mut self, reason: &str) -> Effects {
-        let mut effects = Effects::default();
-        self.timer = None;
-        self.stop_pinger();
-        if let Some(socket) = self.socket.take() {
-            socket.detach();
-            let _ = socket.ws.close_with_code_and_reason(1000, reason);
-            self.retire(socket);
+    /// Keeps a socket given up (its callback may be running) until two more are.
+    fn retire(&mut self, socket: Socket) {
+        if self.retired.len() >= 2 {
+            self.retired.pop_front();
         }
-        for (_, reject) in self.waiters.drain(..) {
-            let error =
-                Error::new("CLOSED", format_args!("the messenger was closed before connecting: {reason}"));
-            effects.reject.push((reject, error.into()));
-        }
-        let closed = Error::new("CLOSED", format_args!("the messenger was closed: {reason}"));
-        self.reject_pending(&closed, &mut effects);
-        self.set_status(Status::Closed, &mut effects);
-        effects
+        self.retired.push_back(socket);
     }
 
-    /// Rejects every `subscribe` and `flush` still waiting for the bridge.
-    fn reject_pending(&mut self, error: &Error, effects: &mut Effects) {
-        effects
-            .reject
-            .extend(self.sub_waiters.drain(..).map(|(_, _, reject)| (reject, error.clone().into())));
-        effects
-            .reject
-            .extend(self.flush_waiters.drain(..).map(|(_, _, reject)| (reject, error.clone().into())));
-        self.sub_acks.clear();
-        self.acked.clear();
-    }
-
-    fn on_welcome(&mut self, version: u32, session: u64, effects: &mut Effects) {
-        self.attempt = 0;
-        self.first_deadline = None;
-        self.start_pinger();
-        self.set_status(Status::Open, effects);
-        self.sub_acks.clear();
-        self.acked.clear();
-        let patterns: Vec<String> = self.remote.keys().cloned().collect();
-        for pattern in patterns {
-            let ack = self.take_ack();
-            self.sub_acks.push((ack, pattern.clone()));
-            self.send(&ClientFrame::Subscribe { pattern, ack: Some(ack) });
+    /// The next thing to do: the session's actions, then the shell's frames,
+    /// then (with `effects`) the session's effects; `None` when there is nothing left.
+    fn next_step(&mut self, effects: bool) -> Option<Step> {
+        if let Some(action) = self.session.poll_action() {
+            return Some(self.action(action));
         }
-        self.flush();
-        // Pings sent on an earlier connection are lost: ask again for every waiting flush.
-        let nonces: Vec<u64> = self.flush_waiters.iter().map(|(nonce, _, _)| *nonce).collect();
-        for nonce in nonces {
-            self.send(&ClientFrame::Ping { nonce });
+        if let Some((transport, frame)) = self.extra.pop_front() {
+            return Some(match self.sockets.get(&transport) {
+                Some(socket) if self.current == Some(transport) => {
+                    Step::Send { ws: socket.ws.clone(), frame }
+                }
+                _ => Step::Nothing,
+            });
         }
-        let info = js_sys::Object::new();
-        crate::codec::set(&info, "session", &crate::convert::u64_to_js(session));
-        crate::codec::set(&info, "version", &version.into());
-        self.session = info.into();
-        let session = self.session.clone();
-        effects.resolve.extend(self.waiters.drain(..).map(|(resolve, _)| (resolve, session.clone())));
+        let effect = if effects { self.session.poll_effect()? } else { return None };
+        Some(self.effect(effect))
     }
 
-    /// The bridge acknowledged the frame sent with `ack`.
-    fn on_ack(&mut self, ack: u64, effects: &mut Effects) {
-        let Some(pattern) = self.take_sub_ack(ack) else { return };
-        for (resolve, _) in self.take_sub_waiters(&pattern) {
-            effects.resolve.push((resolve, JsValue::UNDEFINED));
-        }
-        self.acked.push(pattern);
-    }
-
-    /// The pattern of the subscribe frame sent with `ack`, if it is still unanswered.
-    fn take_sub_ack(&mut self, ack: u64) -> Option<String> {
-        let index = self.sub_acks.iter().position(|(a, _)| *a == ack)?;
-        Some(self.sub_acks.swap_remove(index).1)
-    }
-
-    /// The `subscribe` promises waiting for `pattern`.
-    fn take_sub_waiters(&mut self, pattern: &str) -> Vec<(Function, Function)> {
-        let mut taken = Vec::new();
-        let mut i = 0;
-        while i < self.sub_waiters.len() {
-            if self.sub_waiters[i].0 == pattern {
-                let (_, resolve, reject) = self.sub_waiters.remove(i);
-                taken.push((resolve, reject));
-            } else {
-                i += 1;
+    fn action(&mut self, action: Action) -> Step {
+        match action {
+            Action::Open { transport } => {
+                self.current = Some(transport);
+                Step::Open { transport, ctor: self.web_socket.clone(), url: self.url.clone() }
+            }
+            Action::Send { transport, frame } => match self.sockets.get(&transport) {
+                Some(socket) if self.current == Some(transport) => {
+                    Step::Send { ws: socket.ws.clone(), frame }
+                }
+                _ => Step::Nothing,
+            },
+            Action::Close { transport, code, reason } => {
+                if self.current == Some(transport) {
+                    self.current = None;
+                }
+                match self.sockets.remove(&transport) {
+                    Some(socket) => Step::Close { socket, code, reason },
+                    None => Step::Nothing,
+                }
             }
         }
-        taken
     }
 
-    /// The bridge refused the frame sent with `ack`: a refused subscription is dropped.
-    fn on_refused(&mut self, ack: u64, error: &JsValue, effects: &mut Effects) {
-        let Some(pattern) = self.take_sub_ack(ack) else { return };
-        self.remote.remove(&pattern);
-        for (_, reject) in self.take_sub_waiters(&pattern) {
-            effects.reject.push((reject, error.clone()));
+    fn effect(&mut self, effect: Effect) -> Step {
+        let on_error = self.on_error.clone();
+        match effect {
+            Effect::State(state) => {
+                let mut settle = Vec::new();
+                if state == SessionState::Open {
+                    let (session, version) = self.welcome.unwrap_or_default();
+                    let info = js_sys::Object::new();
+                    crate::codec::set(&info, "session", &crate::convert::u64_to_js(session));
+                    crate::codec::set(&info, "version", &version.into());
+                    let info = JsValue::from(info);
+                    settle.extend(self.waiters.drain(..).map(|(resolve, _)| (resolve, info.clone())));
+                    // Pings sent on an earlier connection are lost: ask again for every waiting flush.
+                    let nonces: Vec<u64> = self.flush_waiters.iter().map(|(nonce, _, _)| *nonce).collect();
+                    for nonce in nonces {
+                        self.ping_for_flush(nonce);
+                    }
+                }
+                Step::State { name: state.name(), on_state: self.on_state.clone(), settle }
+            }
+            Effect::Event(bytes) => Step::Event { bytes },
+            Effect::Acked(id) => match self.requests.remove(&id) {
+                Some((resolve, _)) => {
+                    Step::Calls { settle: vec![(resolve, JsValue::UNDEFINED)], errors: Vec::new(), on_error }
+                }
+                None => Step::Nothing,
+            },
+            Effect::Failed(id, failure) => match self.requests.remove(&id) {
+                Some((_, reject)) => {
+                    let error = match &failure {
+                        Failure::Refused { code, message } => js_error(code, message),
+                        other => js_error(other.code(), &other.to_string()),
+                    };
+                    Step::Calls { settle: vec![(reject, error)], errors: Vec::new(), on_error }
+                }
+                None => Step::Nothing,
+            },
+            Effect::SubscriptionRefused { pattern, code, message } => {
+                self.stats.errors += 1;
+                let error = js_error(&code, &format!("{message} (subscription {pattern})"));
+                Step::Calls { settle: Vec::new(), errors: vec![error], on_error }
+            }
+            Effect::Error { code, message } => {
+                self.stats.errors += 1;
+                Step::Calls { settle: Vec::new(), errors: vec![js_error(&code, &message)], on_error }
+            }
+            Effect::Stopped(stop) => {
+                let error = match &stop {
+                    Stop::Application => js_error(
+                        "CLOSED",
+                        "the messenger was closed before connecting: closed by the application",
+                    ),
+                    Stop::Refused { code, message } => js_error(code, message),
+                    Stop::Unavailable { close_code } | Stop::Lost { close_code } => js_error(
+                        "UNAVAILABLE",
+                        &format!("could not connect to {} (last close code {close_code})", self.url),
+                    ),
+                };
+                let mut settle: Vec<(Function, JsValue)> =
+                    self.waiters.drain(..).map(|(_, reject)| (reject, error.clone())).collect();
+                let closed = Error::new("CLOSED", "the messenger was closed");
+                settle.extend(
+                    self.flush_waiters.drain(..).map(|(_, _, reject)| (reject, closed.clone().into())),
+                );
+                let mut errors = Vec::new();
+                if matches!(stop, Stop::Refused { .. }) {
+                    self.stats.errors += 1;
+                    errors.push(error);
+                }
+                Step::Calls { settle, errors, on_error }
+            }
+            Effect::Subscribed(_) | Effect::Disconnected { .. } | Effect::ReconnectIn { .. } => Step::Nothing,
         }
     }
+}
 
-    /// A pong that is not the keepalive's answers every flush whose ping was sent before it.
-    fn on_pong(&mut self, nonce: u64, effects: &mut Effects) {
-        if self.awaiting_pong == Some(nonce) {
-            self.awaiting_pong = None;
-            return;
-        }
-        let (done, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.flush_waiters).into_iter().partition(|(n, _, _)| *n <= nonce);
-        self.flush_waiters = waiting;
-        effects.resolve.extend(done.into_iter().map(|(_, resolve, _)| (resolve, JsValue::UNDEFINED)));
+/// Carries out what the session decided after an input: one action or effect
+/// at a time, decided while the state is borrowed and run after it is
+/// released; then re-arms the timer. An input made while a drive runs (from a
+/// callback or handler) is carried out by that drive.
+fn drive(shared: &Rc<RefCell<State>>) {
+    if run_steps(shared, true) {
+        rearm(shared);
     }
+}
 
-    fn on_event(&mut self, bytes: &[u8], effects: &mut Effects) {
-        let env = match envelope::decode_ref(bytes, &envelope::Limits::default()) {
-            Ok(env) => env,
-            Err(e) => return self.report(Error::from(e), effects),
+/// Writes the frames the session decided (no effects: called from inside a
+/// bus publish); a microtask runs a whole [`drive`] later.
+fn drive_actions(shared: &Rc<RefCell<State>>) {
+    if run_steps(shared, false) {
+        schedule(shared);
+    }
+}
+
+/// Runs steps (with the effects or not) until none is left; false when a
+/// drive was running already (it runs them).
+fn run_steps(shared: &Rc<RefCell<State>>, effects: bool) -> bool {
+    if !start_driving(shared) {
+        return false;
+    }
+    loop {
+        let step = {
+            let mut s = shared.borrow_mut();
+            match s.next_step(effects) {
+                Some(step) => step,
+                None => {
+                    s.driving = false;
+                    break;
+                }
+            }
         };
-        if self.bus.is_freed() {
+        run(shared, step);
+    }
+    true
+}
+
+/// Sets the driving flag; false when a drive is already running.
+fn start_driving(shared: &Rc<RefCell<State>>) -> bool {
+    let Ok(mut s) = shared.try_borrow_mut() else { return false };
+    if s.driving {
+        return false;
+    }
+    s.driving = true;
+    true
+}
+
+/// Runs one step, outside any borrow of the state.
+fn run(shared: &Rc<RefCell<State>>, step: Step) {
+    match step {
+        Step::Open { transport, ctor, url } => open_socket(shared, transport, &ctor, &url),
+        Step::Send { ws, frame } => {
+            // A socket that is closing drops sends; its close event reaches the session.
+            let _ = ws.send_with_u8_array(&frame);
+        }
+        Step::Close { socket, code, reason } => {
+            socket.detach();
+            let _ = socket.ws.close_with_code_and_reason(code, reason);
+            shared.borrow_mut().retire(socket);
+        }
+        Step::State { name, on_state, settle } => {
+            if let Some(f) = on_state {
+                let _ = f.call1(&JsValue::UNDEFINED, &name.into());
+            }
+            settle_all(settle);
+        }
+        Step::Event { bytes } => deliver(shared, &bytes),
+        Step::Calls { settle, errors, on_error } => {
+            settle_all(settle);
+            if let Some(f) = on_error {
+                for error in errors {
+                    let _ = f.call1(&JsValue::UNDEFINED, &error);
+                }
+            }
+        }
+        Step::Nothing => {}
+    }
+}
+
+fn settle_all(settle: Vec<(Function, JsValue)>) {
+    for (f, value) in settle {
+        let _ = f.call1(&JsValue::UNDEFINED, &value);
+    }
+}
+
+/// Counts `errors` and hands them to `onError`.
+fn report_errors(shared: &Rc<RefCell<State>>, errors: Vec<JsValue>) {
+    if errors.is_empty() {
+        return;
+    }
+    let on_error = {
+        let mut s = shared.borrow_mut();
+        s.stats.errors += errors.len() as u64;
+        s.on_error.clone()
+    };
+    run(shared, Step::Calls { settle: Vec::new(), errors, on_error });
+}
+
+/// Delivers a remote event into the bus, unless it is our own coming back.
+fn deliver(shared: &Rc<RefCell<State>>, bytes: &[u8]) {
+    let env = match envelope::decode_ref(bytes, &envelope::Limits::default()) {
+        Ok(env) => env,
+        Err(e) => return report_errors(shared, vec![Error::from(e).into()]),
+    };
+    let (bus, auto_drain) = {
+        let mut s = shared.borrow_mut();
+        if s.bus.is_freed() {
             return; // nobody can see this bus any more
         }
-        if self.sent_set.contains(&env.id) {
-            self.stats.echoes += 1;
+        if s.sent_set.contains(&env.id) {
+            s.stats.echoes += 1;
             return;
         }
-        // MessagePack payloads arrive decoded; anything else as its bytes.
-        let payload =
-            crate::codec::decode(env.payload).unwrap_or_else(|_| Uint8Array::from(env.payload).into());
-        let options = PublishOptions { priority: env.priority, ttl_ms: env.ttl_ms };
-        match self.bus.publish_remote(env.topic, payload, options, env.id) {
-            Ok(_) => {
-                self.stats.received += 1;
-                effects.drain |= self.auto_drain;
+        (s.bus.clone(), s.auto_drain)
+    };
+    // MessagePack payloads arrive decoded; anything else as its bytes.
+    let payload = crate::codec::decode(env.payload).unwrap_or_else(|_| Uint8Array::from(env.payload).into());
+    let options = PublishOptions { priority: env.priority, ttl_ms: env.ttl_ms };
+    match bus.publish_remote(env.topic, payload, options, env.id) {
+        Ok(_) => {
+            shared.borrow_mut().stats.received += 1;
+            if auto_drain {
+                bus.drain_if_idle();
             }
-            Err(e) => self.report(e, effects),
         }
+        Err(e) => report_errors(shared, vec![e.into()]),
     }
+}
 
-    fn report(&mut self, error: Error, effects: &mut Effects) {
-        self.stats.errors += 1;
-        effects.errors.push(error.into());
-    }
+/// Arms the one timer at the session's next deadline (unless it already is).
+fn rearm(shared: &Rc<RefCell<State>>) {
+    let now = now_ms();
+    let (delay, old) = {
+        let mut s = shared.borrow_mut();
+        let now = s.advance(now);
+        let at = s.session.poll_timeout();
+        if at == s.armed_at && (at.is_none() || s.timer.is_some()) {
+            return;
+        }
+        s.armed_at = at;
+        (at.map(|at| at.saturating_sub(now).min(MAX_TIMER_MS)), s.timer.take())
+    };
+    drop(old);
+    let Some(delay) = delay else { return };
+    let weak = Rc::downgrade(shared);
+    let timer = Timeout::new(delay as u32, move || {
+        let Some(shared) = weak.upgrade() else { return };
+        let now = now_ms();
+        {
+            let mut s = shared.borrow_mut();
+            // This timer's callback is running: keep it alive until the next one fires.
+            s.fired_timer = s.timer.take();
+            s.armed_at = None;
+            let now = s.advance(now);
+            s.session.tick(now);
+        }
+        drive(&shared);
+    });
+    shared.borrow_mut().timer = Some(timer);
+}
+
+/// Runs a whole [`drive`] at the next microtask, after flushing the batch.
+fn schedule(shared: &Rc<RefCell<State>>) {
+    let me = {
+        let mut s = shared.borrow_mut();
+        if s.batch_scheduled {
+            return;
+        }
+        s.batch_scheduled = true;
+        s.me.clone()
+    };
+    wasm_bindgen_futures::spawn_local(async move {
+        let Some(state) = me.upgrade() else { return };
+        let now = now_ms();
+        let errors = {
+            let Ok(mut s) = state.try_borrow_mut() else { return };
+            s.batch_scheduled = false;
+            let now = s.advance(now);
+            s.flush_batch(now)
+        };
+        report_errors(&state, errors);
+        drive(&state);
+    });
 }
 
 /// The bus side of the link: local publishes on forwarded patterns.
 struct Forwarder(Weak<RefCell<State>>);
 
 impl Forwarder {
-    fn with_state(&self, f: impl FnOnce(&mut State) -> Result<()>) -> Result<()> {
+    /// Hands a forwarded envelope to the messenger; `None` when it does not forward `topic`.
+    fn forward(
+        &self,
+        topic: &str,
+        envelope: impl FnOnce() -> Result<(Vec<u8>, u64, Priority)>,
+    ) -> Result<()> {
         let Some(state) = self.0.upgrade() else { return Ok(()) };
-        let mut s = state
-            .try_borrow_mut()
-            .map_err(|_| Error::new("REENTRANT", "the Messenger is busy; publish again later"))?;
-        f(&mut s)
+        let busy = || Error::new("REENTRANT", "the Messenger is busy; publish again later");
+        if !state.try_borrow_mut().map_err(|_| busy())?.forwards(topic) {
+            return Ok(());
+        }
+        // Encoding reads the payload (getters may run): outside any borrow.
+        let (bytes, id, priority) = envelope()?;
+        let now = now_ms();
+        let written = {
+            let mut s = state.try_borrow_mut().map_err(|_| busy())?;
+            let now = s.advance(now);
+            s.forward_envelope(bytes, id, priority, now)?
+        };
+        if written {
+            drive_actions(&state);
+        } else {
+            schedule(&state);
+        }
+        Ok(())
     }
 }
 
 impl Outbound for Forwarder {
     fn local_publish(&self, topic: &str, payload: &JsValue, options: PublishOptions, id: u64) -> Result<()> {
-        self.with_state(|s| {
-            if !s.forwards(topic) {
-                return Ok(());
-            }
+        self.forward(topic, || {
             let mut env = Envelope::new(
                 id,
                 topic,
@@ -756,19 +987,13 @@ impl Outbound for Forwarder {
                 crate::codec::encode(payload.clone())?,
             );
             env.ttl_ms = options.ttl_ms;
-            s.send_envelope(env.encode()?, id, options.priority)
+            Ok((env.encode()?, id, options.priority))
         })
     }
 
     fn local_envelope(&self, bytes: &[u8]) -> Result<()> {
-        self.with_state(|s| {
-            let header = envelope::peek_header(bytes)?;
-            if !s.forwards(header.topic) {
-                return Ok(());
-            }
-            let (id, priority) = (header.id, header.priority);
-            s.send_envelope(bytes.to_vec(), id, priority)
-        })
+        let header = envelope::peek_header(bytes)?;
+        self.forward(header.topic, || Ok((bytes.to_vec(), header.id, header.priority)))
     }
 }
 
@@ -778,52 +1003,48 @@ extern "C" {
     fn open_web_socket(ctor: &JsValue, url: &str) -> JsValue;
 }
 
-/// Opens a socket to the current URL and wires its callbacks.
-fn open_socket(shared: &Rc<RefCell<State>>) {
-    let mut effects = Effects::default();
-    {
-        let mut s = shared.borrow_mut();
-        if s.status == Status::Closed && s.waiters.is_empty() {
-            return;
+/// Opens the socket of `transport` and wires its callbacks; a constructor that
+/// throws (a malformed URL will not get better) closes the session and
+/// rejects `connect` with `INVALID_ARGUMENT`.
+fn open_socket(shared: &Rc<RefCell<State>>, transport: TransportId, ctor: &JsValue, url: &str) {
+    let opened = open_web_socket(ctor, url);
+    match opened.dyn_into::<js_sys::Error>() {
+        Ok(error) => {
+            let message = format!("cannot open a WebSocket to {url}: {}", String::from(error.message()));
+            let now = now_ms();
+            let waiters = {
+                let mut s = shared.borrow_mut();
+                let now = s.advance(now);
+                s.session.close(now);
+                std::mem::take(&mut s.waiters)
+            };
+            let error: JsValue = Error::invalid(&message).into();
+            settle_all(waiters.into_iter().map(|(_, reject)| (reject, error.clone())).collect());
         }
-        let next = if s.status == Status::Idle || s.status == Status::Closed {
-            Status::Connecting
-        } else {
-            s.status
-        };
-        s.set_status(next, &mut effects);
-        let opened = open_web_socket(&s.web_socket, &s.url);
-        match opened.dyn_into::<js_sys::Error>() {
-            Ok(error) => {
-                // A malformed URL will not get better: fail the connect.
-                let message =
-                    format!("cannot open a WebSocket to {}: {}", s.url, String::from(error.message()));
-                for (_, reject) in s.waiters.drain(..) {
-                    effects.reject.push((reject, Error::invalid(&message).into()));
-                }
-                s.set_status(Status::Closed, &mut effects);
-            }
-            Err(ws) => {
-                let ws: WebSocket = ws.unchecked_into();
-                let socket = wire(shared, ws);
-                if let Some(old) = s.socket.replace(socket) {
-                    s.retire(old);
-                }
+        Err(ws) => {
+            let socket = wire(shared, transport, ws.unchecked_into());
+            let mut s = shared.borrow_mut();
+            if let Some(old) = s.sockets.insert(transport, socket) {
+                s.retire(old);
             }
         }
     }
-    effects.run(shared);
 }
 
-fn wire(shared: &Rc<RefCell<State>>, ws: WebSocket) -> Socket {
+/// Hooks the socket's callbacks up to the session, tagged with its transport.
+fn wire(shared: &Rc<RefCell<State>>, transport: TransportId, ws: WebSocket) -> Socket {
     let weak = Rc::downgrade(shared);
     let on_open = Closure::<dyn FnMut()>::new({
         let weak = weak.clone();
         move || {
             let Some(shared) = weak.upgrade() else { return };
-            let mut s = shared.borrow_mut();
-            let token = s.token.clone();
-            s.send(&ClientFrame::Hello { v: PROTOCOL_VERSION, token });
+            let now = now_ms();
+            {
+                let mut s = shared.borrow_mut();
+                let now = s.advance(now);
+                s.session.connected(transport, now);
+            }
+            drive(&shared);
         }
     });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
@@ -831,14 +1052,24 @@ fn wire(shared: &Rc<RefCell<State>>, ws: WebSocket) -> Socket {
         move |event: MessageEvent| {
             let Some(shared) = weak.upgrade() else { return };
             let bytes = Uint8Array::new(&event.data()).to_vec();
-            let effects = handle_frame(&shared, &bytes);
-            effects.run(&shared);
+            receive(&shared, transport, &bytes);
         }
     });
     let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
         let Some(shared) = weak.upgrade() else { return };
-        let effects = handle_close(&shared, event.code());
-        effects.run(&shared);
+        let code = event.code();
+        let now = now_ms();
+        let gone = {
+            let mut s = shared.borrow_mut();
+            let now = s.advance(now);
+            s.session.closed(transport, code, now);
+            s.sockets.remove(&transport)
+        };
+        if let Some(socket) = gone {
+            socket.detach();
+            shared.borrow_mut().retire(socket);
+        }
+        drive(&shared);
     });
     // The close event that follows an error drives reconnection; a listener must
     // exist anyway (Node's `ws` turns an unheard 'error' into an uncaught exception).
@@ -850,103 +1081,54 @@ fn wire(shared: &Rc<RefCell<State>>, ws: WebSocket) -> Socket {
     Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close, _on_error: on_error }
 }
 
-fn handle_frame(shared: &Rc<RefCell<State>>, bytes: &[u8]) -> Effects {
-    let mut effects = Effects::default();
-    let mut s = shared.borrow_mut();
-    let frame = match ServerFrame::decode(bytes) {
-        Ok(frame) => frame,
-        Err(e) => {
-            s.report(Error::decode(format_args!("bad frame from the bridge: {e}")), &mut effects);
-            return effects;
+/// A frame from `transport`: a `flush` pong is answered here, the rest goes to the session.
+fn receive(shared: &Rc<RefCell<State>>, transport: TransportId, bytes: &[u8]) {
+    let now = now_ms();
+    let done = {
+        let mut s = shared.borrow_mut();
+        let now = s.advance(now);
+        match ServerFrame::decode(bytes) {
+            Ok(ServerFrame::Pong { nonce }) if nonce >= FLUSH_NONCE_BASE => {
+                if s.current != Some(transport) {
+                    return;
+                }
+                let (done, waiting): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut s.flush_waiters).into_iter().partition(|(n, _, _)| *n <= nonce);
+                s.flush_waiters = waiting;
+                done
+            }
+            Ok(frame) => {
+                if let ServerFrame::Welcome { v, session } = frame {
+                    if s.current == Some(transport) {
+                        s.welcome = Some((session, v));
+                    }
+                }
+                s.session.handle(transport, frame, now);
+                Vec::new()
+            }
+            Err(_) => {
+                s.session.receive(transport, bytes, now);
+                Vec::new()
+            }
         }
     };
-    match frame {
-        ServerFrame::Welcome { v, session } => s.on_welcome(v, session, &mut effects),
-        ServerFrame::Event { envelope } => s.on_event(&envelope, &mut effects),
-        ServerFrame::Error { code, message, ack } => {
-            let fatal = s.status != Status::Open && FATAL_CODES.contains(&code.as_str());
-            let error = js_error(&code, &message);
-            if let Some(ack) = ack {
-                s.on_refused(ack, &error, &mut effects);
-            }
-            if fatal {
-                effects.reject.extend(s.waiters.drain(..).map(|(_, reject)| (reject, error.clone())));
-                let shut = s.shut(&message);
-                effects.state = shut.state;
-            }
-            s.stats.errors += 1;
-            effects.errors.push(error);
-        }
-        ServerFrame::Pong { nonce } => s.on_pong(nonce, &mut effects),
-        ServerFrame::Ack { ack } => s.on_ack(ack, &mut effects),
-    }
-    effects
+    settle_all(done.into_iter().map(|(_, resolve, _)| (resolve, JsValue::UNDEFINED)).collect());
+    drive(shared);
 }
 
-/// One pinger tick: a ping still unanswered means the connection is dead
-/// (closed here and reconnected); otherwise send the next ping.
-fn ping_tick(shared: &Rc<RefCell<State>>) -> Effects {
-    {
-        let mut s = shared.borrow_mut();
-        if s.status != Status::Open {
-            return Effects::default();
-        }
-        if s.awaiting_pong.is_none() {
-            let nonce = s.take_ack();
-            s.awaiting_pong = Some(nonce);
-            s.send(&ClientFrame::Ping { nonce });
-            return Effects::default();
-        }
-        if let Some(socket) = &s.socket {
-            let _ = socket.ws.close_with_code_and_reason(4000, "no pong from the bridge");
-        }
-    }
-    handle_close(shared, 4000)
-}
-
-fn handle_close(shared: &Rc<RefCell<State>>, code: u16) -> Effects {
-    let mut effects = Effects::default();
-    let mut s = shared.borrow_mut();
-    s.stop_pinger();
-    if let Some(old) = s.socket.take() {
-        s.retire(old);
-    }
-    if s.status == Status::Closed {
-        return effects;
-    }
-    // Frames of the closed connection will not be answered; the next welcome resubscribes.
-    s.sub_acks.clear();
-    s.acked.clear();
+/// Milliseconds since the epoch (the state's `advance` keeps it from going back).
+fn now_ms() -> u64 {
     let now = js_sys::Date::now();
-    if s.first_deadline.is_some_and(|deadline| now >= deadline) {
-        let error = Error::new(
-            "UNAVAILABLE",
-            format_args!("could not connect to {} (last close code {code})", s.url),
-        );
-        for (_, reject) in s.waiters.drain(..) {
-            effects.reject.push((reject, error.clone().into()));
-        }
-        s.reject_pending(&error, &mut effects);
-        s.set_status(Status::Closed, &mut effects);
-        return effects;
+    if now.is_finite() && now > 0.0 {
+        now as u64
+    } else {
+        0
     }
-    let next = if s.first_deadline.is_some() { Status::Connecting } else { Status::Reconnecting };
-    s.set_status(next, &mut effects);
-    let exp = s.backoff_ms.saturating_mul(1u32 << s.attempt.min(16));
-    let delay = f64::from(exp.min(s.max_backoff_ms)) * (0.5 + 0.5 * js_sys::Math::random());
-    s.attempt += 1;
-    let weak = Rc::downgrade(shared);
-    s.timer = Some(Timeout::new(delay as u32, move || {
-        let Some(shared) = weak.upgrade() else { return };
-        {
-            let mut s = shared.borrow_mut();
-            // This timer's callback is running: keep it alive until the next one fires.
-            s.fired_timer = s.timer.take();
-            s.stats.reconnects += 1;
-        }
-        open_socket(&shared);
-    }));
-    effects
+}
+
+/// A refusal of the session as a typed error.
+fn session_error(e: SessionError) -> Error {
+    Error::new(e.code(), e)
 }
 
 /// A promise rejected with `CLOSED`.

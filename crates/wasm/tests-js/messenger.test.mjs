@@ -258,6 +258,39 @@ test('without a WebSocket option the Messenger uses the global one (Node 20 --ex
   mr.free();
 });
 
+// Regression: close() alone (without free()) kept Node running ~8 s: the stopped ping Interval stayed armed.
+test('a script that closes its messenger lets Node exit: close() leaves no timer or socket behind', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const script = `
+    import { WebSocket } from 'ws';
+    import { Bus, Messenger } from 'swarmbus/node';
+    const bus = new Bus();
+    const m = new Messenger(bus, { WebSocket, forward: ['x.>'] });
+    await m.connect(${JSON.stringify(bridge.wsUrl)});
+    await m.subscribe('x.>');
+    bus.publish('x.one', { n: 1 }, 5);
+    await m.flush();
+    m.close();
+    console.log(m.state);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: fileURLToPath(new URL('../../../', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  let closedAt;
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+    closedAt ??= Date.now();
+  });
+  const killer = setTimeout(() => child.kill(), 20_000);
+  const exitCode = await new Promise((resolve) => child.on('exit', resolve));
+  clearTimeout(killer);
+  assert.equal(output.trim(), 'closed');
+  assert.equal(exitCode, 0, 'killed: the process was still running 20 s later');
+  // A hang check, not a speed check: before the fix Node stayed up ~8 s after close().
+  assert.ok(Date.now() - closedAt < 3_000, `Node kept running ${Date.now() - closedAt} ms after close()`);
+});
+
 test('pings keep a live connection; a bridge that stops answering is dropped and reconnected', async (t) => {
   const bridge = await startBridge();
   t.after(() => bridge.stop());
@@ -338,4 +371,73 @@ test('a pattern declared once: messenger.subscribe(pattern, handler) hears remot
   await until(() => heard.length === 4, 5_000, 'both local events heard locally');
   m.free();
   mo.free();
+});
+
+test('refreshToken replaces the token on the open connection: accepted, or rejected with the bridge code', async (t) => {
+  const secret = 'a-test-secret-of-32-bytes-length';
+  const bridge = await startBridge(['--auth-secret', secret]);
+  t.after(() => bridge.stop());
+  const now = Math.floor(Date.now() / 1000);
+  const grant = { sub: 'r', publish: ['ok.>'], subscribe: ['ok.>'] };
+  // Not connected yet: kept for the next hello, resolved at once.
+  const m = new Messenger(new Bus(), { WebSocket });
+  await m.refreshToken(signToken(secret, { ...grant, exp: now + 60 }));
+  await m.connect(bridge.wsUrl); // no token given: the refreshed one is sent
+  await m.subscribe('ok.>');
+  await m.refreshToken(signToken(secret, { ...grant, exp: now + 120 }));
+  await assert.rejects(m.refreshToken(signToken('another-secret-32-bytes-long!!!!', { ...grant, exp: now + 120 })),
+    code('INVALID_TOKEN'));
+  assert.equal(m.state, 'open', 'a refused refresh keeps the connection');
+  m.close();
+  await m.refreshToken(signToken(secret, { ...grant, exp: now + 60 })); // closed: kept for the next connect
+  m.free();
+});
+
+test('offlineBytes bounds the offline queue in bytes as well as in items', () => {
+  const bus = new Bus();
+  const m = new Messenger(bus, { WebSocket, forward: ['>'], offlineCapacity: 100, offlineBytes: 300 });
+  const big = 'x'.repeat(150); // one envelope fits in 300 bytes, two do not
+  bus.publish('b.one', big, 1);
+  assert.equal(m.stats().queued, 1);
+  bus.publish('b.two', big, 1); // nothing below priority 1 to evict: dropped and counted
+  assert.deepEqual([m.stats().queued, m.stats().droppedByPriority[1]], [1, 1]);
+  bus.publish('b.mid', big, 5); // evicts the priority 1 event
+  assert.deepEqual([m.stats().queued, m.stats().droppedByPriority[1]], [1, 2]);
+  bus.publish('b.crit', big, 9); // evicts the priority 5 event
+  assert.deepEqual([m.stats().queued, m.stats().droppedByPriority[5]], [1, 1]);
+  assert.throws(() => bus.publish('b.crit2', big, 9), code('QUEUE_FULL'));
+  assert.throws(() => bus.publish('b.huge', 'x'.repeat(400), 8), code('QUEUE_FULL'));
+  assert.equal(m.stats().dropped, 5);
+  m.free();
+});
+
+test('a subscribe the bridge never answers rejects with TIMEOUT after requestTimeoutMs', async () => {
+  const m = new Messenger(new Bus(), { WebSocket, requestTimeoutMs: 50 });
+  const started = Date.now();
+  await assert.rejects(m.subscribe('never.>'), code('TIMEOUT'));
+  assert.ok(Date.now() - started >= 45, 'not before its deadline');
+  m.free();
+});
+
+test('callbacks may call back into the messenger and may throw: no borrow is held while they run', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const states = [];
+  const m = new Messenger(new Bus(), {
+    WebSocket,
+    onState: (s) => {
+      states.push(s);
+      if (s === 'open') {
+        m.subscribe('inner.>'); // re-enters while the messenger is carrying out the welcome
+        m.close();
+        throw new Error('a throwing onState');
+      }
+    },
+  });
+  const connected = m.connect(bridge.wsUrl);
+  await connected; // resolved after onState('open') ran and threw
+  assert.equal(m.state, 'closed');
+  assert.deepEqual(states, ['connecting', 'open', 'closed']);
+  await assert.rejects(m.flush(), code('CLOSED'));
+  m.free();
 });
