@@ -15,7 +15,7 @@
 //!
 //! Publishes from every client go through one bounded queue to a publisher
 //! task that sends whatever has accumulated as one pipeline (at most
-//! [`MAX_BATCH`] commands) while the previous pipeline is in flight: one
+//! [`MAX_BATCH`] commands and [`MAX_BATCH_BYTES`] bytes) while the previous pipeline is in flight: one
 //! round trip per batch instead of per message, and the order of publishes
 //! from each client is kept. The reply (an `ack`, an `error` frame, or an HTTP
 //! answer) is sent when Redis has answered.
@@ -75,6 +75,11 @@ pub const STALLED_PINGS: u32 = 5;
 
 /// Most publishes sent to Redis in one pipeline.
 pub const MAX_BATCH: usize = 512;
+/// Most bytes (channels and envelopes) sent to Redis in one pipeline, so that
+/// one `--redis-timeout` covers a bounded amount of work: large publishes on a
+/// busy but healthy link are not all answered `TIMEOUT` together. A single
+/// larger publish still goes, alone.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Publishes waiting for the publisher task; a full queue slows the clients' readers down.
 /// The queue is also bounded in bytes (`--relay-queue-bytes`, default 64 MiB).
 const QUEUE: usize = 16 * 1024;
@@ -134,6 +139,36 @@ struct Job {
     reply: Reply,
     /// The job's share of the byte budget, given back when the job is done.
     _bytes: Budgeted,
+}
+
+impl Job {
+    /// What the job adds to a pipeline, in bytes.
+    fn bytes(&self) -> usize {
+        self.channel.len() + self.envelope.len()
+    }
+}
+
+/// Fills `batch` (empty) with `first` and then what `more` gives at once,
+/// while it stays within [`MAX_BATCH`] items and [`MAX_BATCH_BYTES`] bytes
+/// (`first` always goes, whatever its size); returns the item that did not
+/// fit, for the next batch.
+fn fill_batch<T>(
+    first: T,
+    mut more: impl FnMut() -> Option<T>,
+    bytes: impl Fn(&T) -> usize,
+    batch: &mut Vec<T>,
+) -> Option<T> {
+    let mut total = bytes(&first);
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        let next = more()?;
+        total += bytes(&next);
+        if total > MAX_BATCH_BYTES {
+            return Some(next);
+        }
+        batch.push(next);
+    }
+    None
 }
 
 /// Bytes of the relay queue's budget held by one job (`swarmbus_relay_queue_bytes`).
@@ -274,7 +309,16 @@ impl RedisRelay {
     async fn run_publisher(relay: std::sync::Weak<Self>, mut queue: mpsc::Receiver<Job>) {
         let mut connection = None;
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut carry = None;
+        loop {
+            let first = match carry.take() {
+                Some(job) => job,
+                None => match queue.recv().await {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            carry = fill_batch(first, || queue.try_recv().ok(), Job::bytes, &mut batch);
             let Some(relay) = relay.upgrade() else { return };
             match relay.send_batch(&mut connection, &batch).await {
                 Ok(receivers) => {
@@ -453,6 +497,33 @@ impl RedisRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sizes of the batches `fill_batch` makes of `sizes`.
+    fn batches(sizes: &[usize]) -> Vec<Vec<usize>> {
+        let mut queue = sizes.iter().copied();
+        let (mut out, mut carry) = (Vec::new(), None);
+        while let Some(first) = carry.take().or_else(|| queue.next()) {
+            let mut batch = Vec::new();
+            carry = fill_batch(first, || queue.next(), |n| *n, &mut batch);
+            out.push(batch);
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_is_capped_in_bytes_and_items() {
+        // Regression: one --redis-timeout covered up to 512 publishes of any size (64 MiB): all TIMEOUT together.
+        const MIB: usize = MAX_BATCH_BYTES;
+        assert_eq!(batches(&[MIB / 2, MIB / 2, 1, 3]), [vec![MIB / 2, MIB / 2], vec![1, 3]]);
+        assert_eq!(
+            batches(&[10, 2 * MIB, 10]),
+            [vec![10], vec![2 * MIB], vec![10]],
+            "a large one goes alone"
+        );
+        let small = batches(&[1; MAX_BATCH + 1]);
+        assert_eq!(small.iter().map(Vec::len).collect::<Vec<_>>(), [MAX_BATCH, 1]);
+        assert!(batches(&[]).is_empty());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_publish_waits_for_a_full_queue_at_most_the_timeout() {
