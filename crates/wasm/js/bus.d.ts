@@ -43,8 +43,15 @@ export interface BusOptions {
   routeCache?: number;
   /** Hears every handler failure. Without it, each subscription's first failure goes to `console.error` (later ones are counted). */
   onError?: BusErrorCallback | null;
-  /** Deliver at the end of the current task (default `true`); `false`: only `drain()` delivers. */
+  /** Deliver in a microtask after the current synchronous code (default `true`); `false`: only `drain()` delivers. */
   autoDrain?: boolean;
+  /**
+   * How long an async handler's promise may stay pending (default 30 000 ms;
+   * `0`: no limit). Past it the call counts as a failure with code `TIMEOUT`
+   * (reported like a rejection, its breaker permit released); how the promise
+   * settles later is ignored.
+   */
+  handlerTimeoutMs?: number;
 }
 
 /** Options of `Bus.subscribe`. */
@@ -129,17 +136,18 @@ export class Subscription<T = unknown> implements AsyncIterable<BusEvent<T>> {
   /** The id. */
   toJSON(): number;
   [Symbol.dispose](): void;
+  /** The events of a subscription made without a handler; throws `INVALID_STATE` when it has one. */
   [Symbol.asyncIterator](): AsyncIterableIterator<BusEvent<T>>;
 }
 
 /**
  * A priority event bus: subscribe by pattern (`*` one token, `>` the rest),
- * publish, and handlers run at the end of the current task, most urgent first,
+ * publish, and handlers run in a microtask after the current synchronous code, most urgent first,
  * FIFO within a priority, each subscription behind its own circuit breaker.
  * Routing and breaker decisions are core's (wasm); the per-event loop runs in JS.
  */
 export class Bus {
-  /** `new Bus({ capacity?, breaker?, routeCache?, onError?, autoDrain? })`. */
+  /** `new Bus({ capacity?, breaker?, routeCache?, onError?, autoDrain?, handlerTimeoutMs? })`; `INVALID_ARGUMENT` for an option of the wrong type or range. */
   constructor(options?: BusOptions);
   /** Calls `handler` for events on topics matching `pattern` (`INVALID_PATTERN` if bad). */
   subscribe<T = unknown>(pattern: string, handler: Handler<T>, options?: SubscribeOptions): Subscription<T>;
@@ -169,13 +177,14 @@ export class Bus {
   readonly queued: number;
   /** Number of live subscriptions. */
   readonly subscriptionCount: number;
-  /** Releases the wasm parts now; later calls throw `FREED`. Twice is harmless. */
+  /** Releases the wasm parts now; later calls throw `FREED`. Twice is harmless. Called by a handler, the drain stops after that handler. */
   free(): void;
   [Symbol.dispose](): void;
 }
 
 /** Wildcard routing alone: `match(topic)` returns the values whose patterns match, in the order they were added. */
 export class Router<V = unknown> {
+  /** `cacheSize`: topics whose answers are cached (default 4 096, at least 16; not a non-negative finite number: `INVALID_ARGUMENT`). */
   constructor(options?: { cacheSize?: number });
   /** Adds `pattern` (`INVALID_PATTERN` if bad); returns its id. */
   add(pattern: string, value: V): number;
