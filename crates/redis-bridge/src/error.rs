@@ -46,7 +46,7 @@ pub enum BridgeError {
     InvalidToken,
     /// The token does not grant this topic or pattern.
     Forbidden(String),
-    /// The connection publishes faster than `--publish-rate`.
+    /// Publishes faster than `--publish-rate` (on one WebSocket, or all HTTP publishes together).
     RateLimited(u32),
 }
 
@@ -102,7 +102,7 @@ impl fmt::Display for BridgeError {
             Self::TokenExpired => f.write_str("the token has expired"),
             Self::InvalidToken => f.write_str("the token is invalid or its signature does not verify"),
             Self::Forbidden(what) => write!(f, "the token does not grant {what}"),
-            Self::RateLimited(rate) => write!(f, "more than {rate} publishes per second on this connection"),
+            Self::RateLimited(rate) => write!(f, "more than {rate} publishes per second"),
         }
     }
 }

@@ -5,8 +5,11 @@
 //!
 //! 1. the `Authorization: Bearer <token>` header (scheme in any case): `401`
 //!    at once, the body unread (the connection is then closed);
-//! 2. a declared `Content-Length` above `--max-frame`: `413` at once;
-//! 3. the body, read up to `--max-frame` bytes (`413` beyond) within
+//! 2. the rate: all HTTP publishes together share one `--publish-rate` /
+//!    `--publish-burst` token bucket: `429 RATE_LIMITED` at once beyond it,
+//!    the body unread;
+//! 3. a declared `Content-Length` above `--max-frame`: `413` at once;
+//! 4. the body, read up to `--max-frame` bytes (`413` beyond) within
 //!    `--body-timeout` (`408 BODY_TIMEOUT` after).
 //!
 //! Every error is `{"code", "message"}` JSON, including the ones axum
@@ -50,6 +53,7 @@ fn status(error: &BridgeError) -> StatusCode {
         BridgeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         BridgeError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         BridgeError::Forbidden(_) => StatusCode::FORBIDDEN,
+        BridgeError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -70,7 +74,10 @@ pub(crate) async fn publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMa
             bridge.metrics.error(e.code());
             let unread_body = matches!(
                 status(&e),
-                StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::PAYLOAD_TOO_LARGE
+                    | StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::TOO_MANY_REQUESTS
             );
             let mut response = HttpError(status(&e), e).into_response();
             if unread_body {
@@ -85,6 +92,7 @@ pub(crate) async fn publish(State(bridge): State<Arc<Bridge>>, headers: HeaderMa
 async fn try_publish(bridge: &Bridge, headers: &HeaderMap, body: Body) -> Result<Response, BridgeError> {
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     let grants = bridge.authenticate(token)?;
+    bridge.take_http_publish()?;
     let max = bridge.config().max_frame;
     let too_large = |len| BridgeError::Codec(CodecError::TooLarge { field: "body", len, max });
     let declared = headers

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod probes;
+pub mod rate;
 pub mod relay;
 pub mod report;
 pub mod server;

@@ -22,6 +22,7 @@ use crate::error::BridgeError;
 use crate::http_api::HttpError;
 use crate::metrics::{CodeLabel, Metrics};
 use crate::protocol::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
+use crate::rate::TokenBucket;
 use crate::relay::{RedisRelay, Reply};
 use crate::report::{KindSlots, Reporter};
 use crate::writer::{write_frames, WriterEnd};
@@ -47,6 +48,8 @@ pub struct Bridge {
     abort: CancellationToken,
     /// WebSockets that have not sent an accepted `hello` yet (`--max-unauthenticated`).
     unauthenticated: UnauthenticatedSlots,
+    /// One `--publish-rate` bucket shared by all HTTP publishes.
+    http_bucket: std::sync::Mutex<TokenBucket>,
 }
 
 pub use crate::report::MAX_CLIENT_KINDS;
@@ -78,6 +81,7 @@ impl Bridge {
         };
         let auth = config.auth_secret.as_deref().map(Auth::new);
         let unauthenticated = UnauthenticatedSlots::new(config.max_unauthenticated);
+        let http_bucket = std::sync::Mutex::new(TokenBucket::new(config.publish_rate, config.publish_burst));
         Ok(Arc::new(Self {
             broker,
             relay,
@@ -88,6 +92,7 @@ impl Bridge {
             connections: TaskTracker::new(),
             abort: CancellationToken::new(),
             unauthenticated,
+            http_bucket,
         }))
     }
 
@@ -164,6 +169,17 @@ impl Bridge {
         };
         if !sent {
             self.metrics.error("UNAVAILABLE");
+        }
+    }
+
+    /// Takes one publish from the HTTP bucket: `RATE_LIMITED` when all HTTP
+    /// publishes together went beyond `--publish-rate` (bursts up to `--publish-burst`).
+    pub fn take_http_publish(&self) -> Result<(), BridgeError> {
+        let mut bucket = self.http_bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if bucket.take() {
+            Ok(())
+        } else {
+            Err(BridgeError::RateLimited(self.config.publish_rate))
         }
     }
 
@@ -479,34 +495,6 @@ struct Session<'a> {
     deadline: Option<tokio::time::Instant>,
     /// The close code, when the session ended for a reason of its own.
     close: Option<u16>,
-}
-
-/// Per-connection publish rate limit.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: std::time::Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self { rate: f64::from(rate.max(1)), burst, tokens: burst, last: std::time::Instant::now() }
-    }
-
-    /// Takes one token if there is one.
-    fn take(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 impl Session<'_> {

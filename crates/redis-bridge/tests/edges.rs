@@ -264,6 +264,28 @@ async fn the_bearer_scheme_and_json_content_type_are_case_insensitive() {
 }
 
 #[tokio::test]
+async fn http_publishes_are_rate_limited() {
+    // Regression: HTTP /v1/publish bypassed --publish-rate (only WebSockets had a token bucket).
+    let (addr, bridge) = start(Config { publish_rate: 1, publish_burst: 2, ..Config::default() }).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, body) = http(addr, &post("Content-Type: application/json\r\n", JSON_PUBLISH)).await;
+        if status == 429 {
+            assert_eq!(json_code(&body), "RATE_LIMITED");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..2], [200, 200], "the burst goes through: {statuses:?}");
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert!(limited >= 1 && statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
+    let metrics = bridge.metrics.render();
+    assert!(
+        metrics.contains(&format!(r#"swarmbus_errors_total{{code="RATE_LIMITED"}} {limited}"#)),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn http_errors_are_json() {
     // Regression: 413 bodies (and axum's other rejections) were plain text.
     let (addr, _bridge) = start(Config { max_frame: 64, ..Config::default() }).await;
