@@ -74,6 +74,7 @@ export interface PublishOptions {
 export interface PriorityCounters {
   published: number[];
   dispatched: number[];
+  /** Accepted events lost: evicted plus expired (as the total `dropped`). */
   dropped: number[];
   rejected: number[];
   skippedOpen: number[];
@@ -84,6 +85,7 @@ export interface PriorityCounters {
 export interface BusMetrics {
   published: number;
   delivered: number;
+  /** Accepted events lost: `evicted + expired` (core's definition); `skippedOpen` and `rejected` are counted apart. */
   dropped: number;
   rejected: number;
   evicted: number;

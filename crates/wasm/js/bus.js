@@ -941,7 +941,9 @@ export class Bus {
     const dropped = m.evicted.map((e, p) => e + m.expired[p]);
     const queued = this._levels.map((l) => l.items.length - l.head);
     return {
-      published: sum(m.published), delivered: m.delivered, dropped: sum(dropped) + sum(m.skippedOpen),
+      // dropped: events lost after being accepted (evicted or expired), core's `BusMetrics::dropped`;
+      // skipped deliveries (an open breaker) are not lost events and are counted apart.
+      published: sum(m.published), delivered: m.delivered, dropped: sum(dropped),
       rejected: sum(m.rejected), evicted: sum(m.evicted), expired: sum(m.expired), skippedOpen: sum(m.skippedOpen),
       handlerErrors: m.handlerErrors, unrouted: m.unrouted, breakerTransitions: m.breakerTransitions,
       queued: this._size, iteratorOverflow: this._overflowed,

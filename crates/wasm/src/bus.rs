@@ -420,7 +420,7 @@ impl Bus {
         to_js(&MetricsView {
             published: sum(&m.published),
             delivered: m.delivered,
-            dropped: sum(&dropped) + sum(&m.skipped_open),
+            dropped: sum(&dropped),
             rejected: sum(&m.rejected),
             evicted: sum(&m.evicted),
             expired: sum(&m.expired),

@@ -87,7 +87,7 @@ function run(seed, steps) {
   const finalCalls = sides.map(({ bus }) => bus.drain());
   const counters = sides.map(({ bus }) => {
     const m = bus.metrics();
-    return [m.published, m.delivered, m.rejected, m.evicted, m.handlerErrors, m.skippedOpen, m.unrouted, m.breakerTransitions, m.byPriority.dispatched];
+    return [m.published, m.delivered, m.dropped, m.rejected, m.evicted, m.handlerErrors, m.skippedOpen, m.unrouted, m.breakerTransitions, m.byPriority.dispatched, m.byPriority.dropped];
   });
   for (const { bus } of sides) bus.free();
   return { results, logs: sides.map((s) => s.log), finalCalls, counters };

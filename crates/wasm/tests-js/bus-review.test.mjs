@@ -2,7 +2,7 @@
 // and `Router` (each test names its bug).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Bus, Router, Messenger } from 'swarmbus/node';
+import { Bus, CoreBus, Router, Messenger } from 'swarmbus/node';
 
 const code = (c) => (error) => error instanceof Error && error.code === c;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -186,4 +186,22 @@ test('review: delivery happens in a microtask after the current synchronous code
   await null;
   assert.deepEqual(seen, [1, 9]);
   bus.free();
+});
+
+test('review: dropped is evicted + expired in the total and per priority, on Bus and CoreBus alike', () => {
+  // Bug: metrics().dropped included skippedOpen but byPriority.dropped did not (core: dropped = evicted + expired).
+  for (const make of [(o) => new Bus({ ...o, autoDrain: false }), (o) => new CoreBus(o)]) {
+    const bus = make({ capacity: 1, breaker: { failureThreshold: 1, openMs: 1e9 }, onError: () => {} });
+    bus.subscribe('t', () => { throw new Error('fails'); });
+    bus.publish('t', 1, 1);
+    bus.publish('t', 2, 2); // evicts the first
+    bus.drain(); // fails: the breaker opens
+    bus.publish('t', 3, 3);
+    bus.drain(); // skipped: open
+    const m = bus.metrics();
+    assert.deepEqual([m.evicted, m.expired, m.skippedOpen], [1, 0, 1]);
+    assert.equal(m.dropped, 1);
+    assert.equal(m.byPriority.dropped.reduce((a, b) => a + b, 0), m.dropped);
+    bus.free();
+  }
 });
