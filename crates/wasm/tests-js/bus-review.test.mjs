@@ -205,3 +205,23 @@ test('review: dropped is evicted + expired in the total and per priority, on Bus
     bus.free();
   }
 });
+
+test('review: a critical publish from a handler refused at the end of the drain is counted and said, as in core', (t) => {
+  // Bug: it was dropped silently after publish() had returned its id (core's bus counts it as rejected the same way).
+  const logged = [];
+  t.mock.method(console, 'error', (...args) => logged.push(args[0]));
+  for (const make of [(o) => new Bus({ ...o, autoDrain: false }), (o) => new CoreBus(o)]) {
+    const bus = make({ capacity: 2 });
+    const ids = [];
+    bus.subscribe('a', () => { ids.push(bus.publish('b', 1, 9), bus.publish('b', 2, 9)); });
+    bus.publish('a', 0, 9);
+    bus.publish('a', 0, 9);
+    bus.drain(1);
+    assert.equal(ids.length, 2, 'both publishes returned an id');
+    const m = bus.metrics();
+    assert.equal(m.byPriority.rejected[9], 1, 'the refused one is counted');
+    assert.equal(m.queued, 2);
+    bus.free();
+  }
+  assert.equal(logged.filter((line) => /priority 9 event published by a handler/.test(line)).length, 1, 'the JS bus says it once');
+});
