@@ -391,6 +391,7 @@ async fn connection(socket: WebSocket, bridge: Arc<Bridge>, place: Unauthenticat
         unauthenticated: Some(place),
         deadline: tokio::time::Instant::now().checked_add(bridge.config.hello_timeout),
         close: None,
+        waiting: None,
     };
     while !outbox.is_closed() {
         // Before hello: the hello timeout; after: the token's expiry.
@@ -495,6 +496,9 @@ struct Session<'a> {
     deadline: Option<tokio::time::Instant>,
     /// The close code, when the session ended for a reason of its own.
     close: Option<u16>,
+    /// `Some(ack)` while a publish waits for the relay queue; an interrupt
+    /// then ends it before it was queued (see [`Session::interrupted`]).
+    waiting: Option<Option<u64>>,
 }
 
 impl Session<'_> {
@@ -564,7 +568,10 @@ impl Session<'_> {
                 self.outbox.send_control(&ServerFrame::error(error.code(), &error, ack));
             }
             ClientFrame::Publish { envelope, ack } => {
-                if let Err(e) = self.bridge.publish_from(envelope, grants, self.outbox, ack).await {
+                self.waiting = Some(ack);
+                let published = self.bridge.publish_from(envelope, grants, self.outbox, ack).await;
+                self.waiting = None;
+                if let Err(e) = published {
                     self.refuse(e, ack);
                 }
             }
@@ -617,8 +624,16 @@ impl Session<'_> {
         }
     }
 
-    /// Acts on an [`Interrupt`]; the writer's end, when that was it.
+    /// Acts on an [`Interrupt`]; the writer's end, when that was it. A
+    /// publish it cut short was not queued: answered `UNAVAILABLE` (not sent).
     fn interrupted(&mut self, interrupt: Interrupt) -> Option<WriterEnd> {
+        if let Some(ack) = self.waiting.take() {
+            let error =
+                BridgeError::Unavailable("the connection ended while the relay queue was full".into());
+            self.bridge.metrics.error(error.code());
+            self.bridge.metrics.redis_publish_failures.inc();
+            self.outbox.send_control(&ServerFrame::error(error.code(), &error, ack));
+        }
         match interrupt {
             Interrupt::Deadline => self.deadline_passed(),
             Interrupt::Writer(end) => return Some(end),
