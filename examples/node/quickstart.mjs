@@ -9,8 +9,8 @@ await messenger.connect(process.env.SWARMBUS_URL ?? 'ws://127.0.0.1:8080/ws');
 // One declaration for remote and local events; resolves once the bridge has acknowledged it.
 const phases = await messenger.subscribe('swarm.*.phase', (event) => console.log('phase:', event.topic, event.payload));
 
-// Delivered to this bus's handlers at the end of this task, and sent to every
-// other subscriber of the bridge; flush() resolves once the bridge has it.
+// Delivered to this bus's handlers in a microtask after the current synchronous
+// code, and sent to every other subscriber of the bridge; flush() resolves once the bridge has it.
 bus.publish('swarm.alpha.phase', { phase: 'execute', by: 'node' }, { priority: 9 });
 await messenger.flush();
 
