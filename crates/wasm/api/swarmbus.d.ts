@@ -278,7 +278,9 @@ export class Messenger {
     free(): void;
     [Symbol.dispose](): void;
     /**
-     * Closes the connection for good (no reconnect); queued offline events stay queued.
+     * Closes the connection for good (no reconnect); queued offline events stay
+     * queued. Local publishes are no longer forwarded (until the next `connect`);
+     * the bus still delivers them locally.
      */
     close(): void;
     /**

@@ -339,7 +339,11 @@ export class Messenger {
   /**
    * A pattern declared once (a `Messenger` of a JS `Bus`): also subscribes
    * `handler` on the bus, so it hears remote and local events; resolves with
-   * that `Subscription` once the bridge acknowledged the pattern.
+   * that `Subscription` once the bridge acknowledged the pattern. The pattern
+   * stays subscribed at the bridge while a handler of it does (or while it was
+   * also subscribed without one): unsubscribing the last, or a `once` that
+   * fired, unsubscribes it there too. A `Messenger` of a `CoreBus` throws
+   * `INVALID_ARGUMENT` (subscribe the handler on the `CoreBus` instead).
    */
   subscribe<T = unknown>(pattern: string, handler: Handler<T>, options?: SubscribeOptions): Promise<Subscription<T>>;
   /**
@@ -352,7 +356,12 @@ export class Messenger {
   refreshToken(token: string): Promise<void>;
   /** Resolves when everything forwarded so far has reached the bridge; rejects with `CLOSED` if the messenger closes first. */
   flush(): Promise<void>;
-  /** Stops receiving remote events for `pattern`; `false` if not subscribed. */
+  /**
+   * Stops receiving remote events for `pattern` and removes the bus handlers
+   * `subscribe(pattern, handler)` added for it; `false` if there was neither.
+   * A `subscribe` promise of it not sent yet rejects with `CANCELLED`; one
+   * already sent settles with the bridge's answer.
+   */
   unsubscribe(pattern: string): boolean;
   /** Also sends local publishes on topics matching `pattern` to the bridge. */
   forward(pattern: string): void;
@@ -368,7 +377,10 @@ export class Messenger {
   stats(): MessengerStats;
   /** The connection state. */
   readonly state: MessengerState;
-  /** Closes the connection for good (no reconnect). */
+  /**
+   * Closes the connection for good (no reconnect). Local publishes are no
+   * longer forwarded (until a later `connect`); the bus still delivers them.
+   */
   close(): void;
   /** Releases the wasm memory now; later calls throw `FREED`. */
   free(): void;

@@ -442,6 +442,7 @@ export class Bus {
     this._router.unsubscribe(id);
     if (this._breakers !== null) this._breakers.remove(id);
     this._invalidate();
+    if (this._link !== null) this._link.released(id); // a handler of `messenger.subscribe` may hold a remote pattern
     return true;
   }
 
@@ -1005,6 +1006,16 @@ export class MessengerLink {
     /** The Messenger's forward patterns, mirrored: a local publish no pattern matches stays in JS. */
     this.patterns = new Router();
     this.patternIds = new Map();
+    /** After `Messenger.close()` (until the next `connect`): nothing is forwarded, local delivery goes on. */
+    this.closed = false;
+    /** Bus subscription id -> pattern, for the handlers of `messenger.subscribe(pattern, handler)`. */
+    this.holders = new Map();
+    /** Pattern -> how many of those handlers hold its remote subscription. */
+    this.counts = new Map();
+    /** Patterns subscribed remotely on their own (`messenger.subscribe(pattern)`, the `subscribe` option). */
+    this.explicit = new Set();
+    /** Unsubscribes a pattern remotely (set by the Messenger). */
+    this.unsubscribeRemote = null;
     this.core.subscribe('>', (event) => {
       if (this.local.delete(event.id)) return; // our own publish, already queued in the JS bus
       this.bus._publishRemote(event.id, event.topic, event.payload, event.priority, event.timestamp);
@@ -1026,7 +1037,40 @@ export class MessengerLink {
 
   /** True when the Messenger sends local publishes on `topic` to the bridge. */
   forwards(topic) {
-    return this.patternIds.size > 0 && this.patterns.match(topic).length > 0;
+    return !this.closed && this.patternIds.size > 0 && this.patterns.match(topic).length > 0;
+  }
+
+  /** The bus subscription `id` (a handler of `messenger.subscribe`) holds `pattern`'s remote subscription. */
+  hold(id, pattern) {
+    this.holders.set(id, pattern);
+    this.counts.set(pattern, (this.counts.get(pattern) ?? 0) + 1);
+  }
+
+  /**
+   * The bus subscription `id` is gone (unsubscribed, a `once` that fired): when
+   * it was the last handler holding its pattern, and the pattern was not
+   * subscribed on its own, the pattern is unsubscribed remotely.
+   */
+  released(id) {
+    const pattern = this.holders.get(id);
+    if (pattern === undefined) return;
+    this.holders.delete(id);
+    const left = this.counts.get(pattern) - 1;
+    if (left > 0) {
+      this.counts.set(pattern, left);
+      return;
+    }
+    this.counts.delete(pattern);
+    if (!this.explicit.has(pattern) && this.unsubscribeRemote !== null) this.unsubscribeRemote(pattern);
+  }
+
+  /** Forgets every holder of `pattern` and returns their bus subscription ids (to unsubscribe). */
+  dropHolders(pattern) {
+    const ids = [];
+    for (const [id, held] of this.holders) if (held === pattern) ids.push(id);
+    for (const id of ids) this.holders.delete(id);
+    this.counts.delete(pattern);
+    return ids;
   }
 
   forward(topic, payload, priority, ttlMs) {

@@ -67,7 +67,14 @@ const GlueMessenger = glue.Messenger;
 // unhandled rejection (Node 20 exits on those): a refusal also reaches onError.
 for (const member of ['subscribe', 'flush', 'refreshToken']) {
   const method = GlueMessenger.prototype[member];
-  GlueMessenger.prototype[member] = function (a) {
+  GlueMessenger.prototype[member] = function (a, handler) {
+    // A Messenger of a JS Bus has its own `subscribe` (below); one of a CoreBus
+    // has no bus Subscription to resolve with, so it takes no handler.
+    if (member === 'subscribe' && handler !== undefined && handler !== null) {
+      const error = new Error('subscribe(pattern, handler) needs a Messenger of a JS Bus; with a CoreBus, subscribe the handler on the CoreBus');
+      error.code = 'INVALID_ARGUMENT';
+      throw error;
+    }
     const promise = method.call(this, a);
     promise.catch(() => {});
     return promise;
@@ -94,6 +101,7 @@ export function Messenger(bus, options) {
   // The forward patterns, mirrored so that a local publish none matches stays in JS.
   try {
     for (const pattern of options?.forward ?? []) link.addForward(pattern);
+    for (const pattern of options?.subscribe ?? []) link.explicit.add(pattern);
   } catch {
     // The Messenger read the same option without error; nothing to mirror otherwise.
   }
@@ -108,20 +116,58 @@ export function Messenger(bus, options) {
     if (stopped) link.removeForward(pattern);
     return stopped;
   };
+  // close() stops forwarding until the next connect(); local delivery goes on.
+  const close = messenger.close;
+  messenger.close = function () {
+    close.call(this);
+    link.closed = true;
+  };
+  const connect = messenger.connect;
+  messenger.connect = function (url, connectOptions) {
+    const connected = connect.call(this, url, connectOptions);
+    link.closed = false;
+    return connected;
+  };
   // A pattern declared once: `messenger.subscribe(pattern, handler, options)` also
   // subscribes `handler` on the bus (remote and local events); the promise
   // resolves with the bus Subscription once the bridge acknowledged the pattern.
+  // The remote subscription lives while a handler of it does (or while it was
+  // also subscribed on its own): the last one unsubscribed, or a `once` that
+  // fired, unsubscribes the pattern at the bridge.
   const subscribeRemote = messenger.subscribe;
+  const unsubscribeRemote = messenger.unsubscribe;
+  link.unsubscribeRemote = (pattern) => unsubscribeRemote.call(messenger, pattern);
   messenger.subscribe = function (pattern, handler, subscribeOptions) {
-    const acked = subscribeRemote.call(this, pattern);
-    if (handler === undefined || handler === null) return acked;
+    if (!this.__wbg_ptr) throw freed('Messenger', 'subscribe');
+    if (handler === undefined || handler === null) {
+      const acked = subscribeRemote.call(this, pattern);
+      link.explicit.add(pattern);
+      return acked;
+    }
+    // The bus first: a refused handler or option leaves nothing subscribed at the bridge.
     const subscription = bus.subscribe(pattern, handler, subscribeOptions);
+    link.hold(subscription.id, pattern);
+    let acked;
+    try {
+      acked = subscribeRemote.call(this, pattern);
+    } catch (error) {
+      subscription.unsubscribe();
+      throw error;
+    }
     const done = acked.then(() => subscription, (error) => {
       subscription.unsubscribe();
       throw error;
     });
     done.catch(() => {});
     return done;
+  };
+  // Unsubscribes the pattern at the bridge and its handlers from `messenger.subscribe` on the bus.
+  messenger.unsubscribe = function (pattern) {
+    if (!this.__wbg_ptr) throw freed('Messenger', 'unsubscribe');
+    link.explicit.delete(pattern);
+    let removed = false;
+    for (const id of link.dropHolders(pattern)) removed = bus._unsubscribe(id) || removed;
+    return unsubscribeRemote.call(this, pattern) || removed;
   };
   const free = messenger.free;
   messenger.free = function () {

@@ -176,6 +176,8 @@ struct State {
     extra: VecDeque<(TransportId, Vec<u8>)>,
     /// A `drive` is running: inputs made meanwhile are carried out by it.
     driving: bool,
+    /// `close()` was called (until the next `connect`): local publishes are not forwarded.
+    stopped: bool,
     stats: Stats,
     auto_drain: bool,
     web_socket: JsValue,
@@ -310,6 +312,7 @@ impl Messenger {
             next_flush: FLUSH_NONCE_BASE,
             extra: VecDeque::new(),
             driving: false,
+            stopped: false,
             stats: Stats::default(),
             auto_drain: options.auto_drain.unwrap_or(true),
             web_socket: options.web_socket,
@@ -354,6 +357,7 @@ impl Messenger {
                 s.session.set_token(options.token);
             }
             s.session.connect(now).map_err(session_error)?;
+            s.stopped = false;
             s.waiters.push((resolve, reject));
         }
         drive(&self.state);
@@ -469,8 +473,11 @@ impl Messenger {
         sent
     }
 
-    /// Closes the connection for good (no reconnect); queued offline events stay queued.
+    /// Closes the connection for good (no reconnect); queued offline events stay
+    /// queued. Local publishes are no longer forwarded (until the next `connect`);
+    /// the bus still delivers them locally.
     pub fn close(&self) {
+        self.state.borrow_mut().stopped = true;
         close(&self.state);
     }
 
@@ -554,7 +561,9 @@ impl State {
 
     /// True when local publishes on `topic` go to the bridge.
     fn forwards(&mut self, topic: &str) -> bool {
-        !self.forward_ids.is_empty() && self.forward.route(topic).is_ok_and(|route| !route.is_empty())
+        !self.stopped
+            && !self.forward_ids.is_empty()
+            && self.forward.route(topic).is_ok_and(|route| !route.is_empty())
     }
 
     /// Takes a forwarded envelope. While open it joins this task's batch

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pack, unpack } from 'msgpackr';
 import { WebSocket, WebSocketServer } from 'ws';
-import { Bus, Messenger } from 'swarmbus/node';
+import { Bus, CoreBus, Messenger } from 'swarmbus/node';
 import { signToken, startBridge, until } from '../../../tests/support/bridge.mjs';
 
 const code = (c) => (error) => error instanceof Error && error.code === c;
@@ -440,4 +440,142 @@ test('callbacks may call back into the messenger and may throw: no borrow is hel
   assert.deepEqual(states, ['connecting', 'open', 'closed']);
   await assert.rejects(m.flush(), code('CLOSED'));
   m.free();
+});
+
+/** `promise`'s outcome within `ms`, or 'pending'. */
+function settled(promise, ms = 5_000) {
+  let timer;
+  const pending = new Promise((resolve) => { timer = setTimeout(() => resolve('pending'), ms); });
+  return Promise.race([promise.then(() => 'resolved', (e) => e.code), pending]).finally(() => clearTimeout(timer));
+}
+
+// Regression: a Messenger of a CoreBus ignored subscribe's handler and resolved with undefined.
+test('a Messenger of a CoreBus refuses a subscribe handler with INVALID_ARGUMENT', () => {
+  const core = new CoreBus();
+  const m = new Messenger(core, { WebSocket, requestTimeoutMs: 50 });
+  assert.throws(() => m.subscribe('a.>', () => {}), code('INVALID_ARGUMENT'));
+  assert.ok(m.subscribe('a.>') instanceof Promise, 'without a handler it subscribes remotely');
+  m.free();
+  core.free();
+});
+
+// Regression: unsubscribing messenger.subscribe's Subscription (or a once that fired) left the bridge subscription in place.
+test('the remote subscription of messenger.subscribe(pattern, handler) lives as long as a handler of it', async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const receiver = new Bus();
+  const sentinels = [];
+  receiver.subscribe('sentinel.>', (event) => sentinels.push(event.payload));
+  const mr = new Messenger(receiver, { WebSocket, subscribe: ['sentinel.>'] });
+  const sender = new Bus();
+  const ms = new Messenger(sender, { WebSocket, forward: ['>'] });
+  t.after(() => {
+    mr.free();
+    ms.free();
+  });
+  await Promise.all([mr.connect(bridge.wsUrl), ms.connect(bridge.wsUrl)]);
+  await until(() => {
+    sender.publish('sentinel.probe', -1);
+    return sentinels.length > 0;
+  }, 10_000, 'the sentinel route');
+  let n = 0;
+  /** How many remote events `topic` brought into the receiver (a sentinel sent after it closes the count). */
+  async function remoteEvents(topic) {
+    await mr.flush(); // our (un)subscribes reached the bridge
+    const before = mr.stats().received;
+    const mark = ++n;
+    sender.publish(topic, 'x');
+    sender.publish('sentinel.mark', mark);
+    await until(() => sentinels.includes(mark), 5_000, `sentinel ${mark}`);
+    return mr.stats().received - before - 1;
+  }
+  const heard = [];
+  const handler = (event) => heard.push(event.topic);
+
+  const phases = await mr.subscribe('ph.>', handler);
+  assert.equal(await remoteEvents('ph.a'), 1);
+  phases.unsubscribe();
+  assert.equal(await remoteEvents('ph.b'), 0, 'the last handler gone, the bridge no longer sends the pattern');
+
+  const first = await mr.subscribe('two.>', handler);
+  const second = await mr.subscribe('two.>', handler);
+  first.unsubscribe();
+  assert.equal(await remoteEvents('two.a'), 1, 'another handler still holds the pattern');
+  receiver.unsubscribe(second); // through the bus as well
+  assert.equal(await remoteEvents('two.b'), 0);
+
+  await mr.subscribe('one.>', handler, { once: true });
+  assert.equal(await remoteEvents('one.a'), 1);
+  assert.equal(await remoteEvents('one.b'), 0, 'a once subscription that fired lets the pattern go');
+
+  await mr.subscribe('ex.>'); // subscribed on its own as well: kept after its handlers go
+  (await mr.subscribe('ex.>', handler)).unsubscribe();
+  assert.equal(await remoteEvents('ex.a'), 1);
+
+  // The bus refuses the handler's options: nothing is subscribed at the bridge.
+  assert.throws(() => mr.subscribe('bad.>', handler, { bufferSize: -1 }), code('INVALID_ARGUMENT'));
+  assert.equal(await remoteEvents('bad.a'), 0);
+
+  // messenger.unsubscribe(pattern) removes the pattern's handlers from the bus too.
+  const count = receiver.subscriptionCount;
+  await mr.subscribe('un.>', handler);
+  await mr.subscribe('un.>', handler);
+  assert.equal(mr.unsubscribe('un.>'), true);
+  assert.equal(receiver.subscriptionCount, count);
+  receiver.publish('un.local', 1);
+  assert.equal(await remoteEvents('un.remote'), 0);
+  assert.equal(mr.unsubscribe('un.>'), false);
+  assert.deepEqual(heard, ['ph.a', 'two.a', 'one.a']);
+});
+
+// Regression: subscribe then unsubscribe before connect (or before the ack) left the subscribe promise pending until close().
+test('a subscribe unsubscribed before it was sent rejects with CANCELLED; one already sent settles at the ack', async (t) => {
+  const bus = new Bus();
+  const m = new Messenger(bus, { WebSocket });
+  const remote = m.subscribe('a.b');
+  const withHandler = m.subscribe('c.d', () => {});
+  assert.equal(m.unsubscribe('a.b'), true);
+  assert.equal(m.unsubscribe('c.d'), true);
+  assert.equal(await settled(remote), 'CANCELLED');
+  assert.equal(await settled(withHandler), 'CANCELLED');
+  assert.equal(bus.subscriptionCount, 0);
+
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  await m.connect(bridge.wsUrl);
+  const sent = m.subscribe('e.f');
+  assert.equal(m.unsubscribe('e.f'), true);
+  assert.equal(await settled(sent), 'resolved', 'the bridge acknowledged it before it handled the unsubscribe');
+  m.free();
+});
+
+// Regression: after close() the bus kept forwarding into the closed Messenger: QUEUE_FULL from the 1025th priority >= 8 publish, not delivered locally either.
+test('close() stops forwarding: local publishes go on being delivered locally', async () => {
+  const bus = new Bus();
+  const heard = [];
+  bus.subscribe('f.>', (event) => heard.push(event.payload));
+  const m = new Messenger(bus, { WebSocket, forward: ['f.>'], offlineCapacity: 2, connectTimeoutMs: 100, backoffMs: 20 });
+  m.close();
+  for (let i = 0; i < 5; i++) bus.publish('f.x', i, 9);
+  bus.drain();
+  assert.deepEqual(heard, [0, 1, 2, 3, 4]);
+  assert.equal(m.stats().queued, 0, 'nothing forwarded');
+  // connect() forwards again.
+  const connecting = m.connect('ws://127.0.0.1:9/ws');
+  bus.publish('f.y', 5, 9);
+  assert.equal(m.stats().queued, 1);
+  await assert.rejects(connecting, code('UNAVAILABLE'));
+  m.free();
+
+  const core = new CoreBus();
+  let coreHeard = 0;
+  core.subscribe('f.>', () => coreHeard++);
+  const mc = new Messenger(core, { WebSocket, forward: ['f.>'], offlineCapacity: 2 });
+  mc.close();
+  for (let i = 0; i < 5; i++) core.publish('f.x', i, 9);
+  core.drain();
+  assert.equal(coreHeard, 5);
+  assert.equal(mc.stats().queued, 0);
+  mc.free();
+  core.free();
 });
