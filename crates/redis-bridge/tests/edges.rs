@@ -5,33 +5,27 @@
 //! has a generous bound so a broken bridge fails instead of hanging.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use swarmbus_bridge::config::Config;
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
-use swarmbus_bridge::server::{serve, Bridge};
+use swarmbus_bridge::server::Bridge;
 use swarmbus_core::{Envelope, Priority};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+mod support;
+use support::start_bridge as start;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const SECRET: &str = "edges-secret-0123456789";
 /// Bound on every wait: far above any configured timeout.
 const PATIENCE: Duration = Duration::from_secs(15);
-
-async fn start(config: Config) -> (SocketAddr, Arc<Bridge>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let bridge = Bridge::new(config).unwrap();
-    tokio::spawn(serve(listener, bridge.clone(), std::future::pending()));
-    (addr, bridge)
-}
 
 fn with_auth() -> Config {
     Config { auth_secret: Some(SECRET.into()), ..Config::default() }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use swarmbus_bridge::config::Config;
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
-use swarmbus_bridge::server::{serve, Bridge};
+use swarmbus_bridge::server::Bridge;
 use swarmbus_core::{envelope, Envelope, Priority};
 
 #[path = "support/redis_server.rs"]
@@ -28,11 +28,7 @@ async fn bridge(redis: &str) -> (SocketAddr, Arc<Bridge>) {
 }
 
 async fn bridge_with(config: Config) -> (SocketAddr, Arc<Bridge>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let bridge = Bridge::new(config).unwrap();
-    tokio::spawn(serve(listener, bridge.clone(), std::future::pending()));
-    (addr, bridge)
+    support::start_bridge(config).await
 }
 
 /// The status line's code of `GET path`.

@@ -1,16 +1,31 @@
 //! Checks shared by the embedded-mode and Redis-mode integration tests.
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use swarmbus_bridge::config::Config;
 use swarmbus_bridge::protocol::{ClientFrame, ServerFrame};
+use swarmbus_bridge::server::{serve, Bridge};
 use swarmbus_core::{envelope, Envelope, Priority};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A test's WebSocket connection.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Starts a bridge with `config` on a free loopback port; it runs until the test ends.
+pub async fn start_bridge(config: Config) -> (SocketAddr, Arc<Bridge>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bridge = Bridge::new(config).unwrap();
+    tokio::spawn(serve(listener, bridge.clone(), std::future::pending()));
+    (addr, bridge)
+}
 
 const FILLERS: u64 = 64;
 const FILLER_BYTES: usize = 256 * 1024;
